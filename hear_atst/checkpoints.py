@@ -11,7 +11,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,42 @@ def save_safetensors_file(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def is_safetensors_file(path: str | os.PathLike[str]) -> bool:
+    """True when the file starts like safetensors (8-byte little-endian header size, then a JSON object)."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000
+
+
+def summarize_keys(keys: Iterable[str], limit: int = 8) -> str:
+    """Key groups (first two name parts, with counts), e.g. ``model.student.* (150), model.teacher.* (146)``."""
+    groups = Counter(".".join(key.split(".")[:2]) + ("" if key.count(".") < 2 else ".*") for key in keys)
+    shown = [f"{name} ({count})" for name, count in sorted(groups.items())[:limit]]
+    more = len(groups) - limit
+    return ", ".join(shown) + (f", ... {more} more groups" if more > 0 else "") if shown else "no keys"
+
+
+def check_state_dict(expected: Mapping[str, Tensor], state: Mapping[str, Tensor], what: str) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has exactly the keys and shapes of ``expected``.
+
+    The message names ``what`` was expected and lists (briefly) the missing and unexpected keys and every shape
+    mismatch with both shapes.
+    """
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and tuple(state[key].shape) != tuple(expected[key].shape)
+    ]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if items:
+            problems.append(f"{len(items)} {label}: {', '.join(items[:5])}{', ...' if len(items) > 5 else ''}")
+    if problems:
+        raise CheckpointError(f"the tensors do not match the expected {what}: " + "; ".join(problems))
 
 
 def select_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
