@@ -174,6 +174,11 @@ def extract_encoder_state(checkpoint: Any, kind: str, source: str) -> dict[str, 
         for key, value in _select_state(checkpoint, source).items()
         if not _strip(key).startswith(DROP_PREFIXES)
     }
+    return _validated(state, source)
+
+
+def _validated(state: Mapping[str, Any], source: str) -> dict[str, Tensor]:
+    """``state`` in canonical key order if it is exactly an ASiT encoder state dict; else :class:`CheckpointError`."""
     embed_dim, depth = _dims(state, source)
     expected = encoder_shapes(embed_dim, depth)
     missing = sorted(set(expected) - set(state))
@@ -184,7 +189,7 @@ def extract_encoder_state(checkpoint: Any, kind: str, source: str) -> dict[str, 
         for key, value in state.items()
         if key in expected and (not isinstance(value, Tensor) or tuple(value.shape) != expected[key])
     ]
-    if missing or unexpected or wrong or embed_dim % HEAD_DIM:
+    if missing or unexpected or wrong or embed_dim % HEAD_DIM or depth == 0:
         problems = [
             f"{name} ({len(items)}): {', '.join(items[:6])}{' ...' if len(items) > 6 else ''}"
             for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
@@ -192,6 +197,8 @@ def extract_encoder_state(checkpoint: Any, kind: str, source: str) -> dict[str, 
         ]
         if embed_dim % HEAD_DIM:
             problems.append(f"embed_dim {embed_dim} is not a multiple of the head dim {HEAD_DIM}")
+        if depth == 0:
+            problems.append("no transformer blocks")
         raise CheckpointError(
             f"{source}: not an ASiT encoder of embed_dim {embed_dim} and depth {depth} "
             f"({len(expected)} tensors expected, {len(state)} found): " + "; ".join(problems)
@@ -200,9 +207,10 @@ def extract_encoder_state(checkpoint: Any, kind: str, source: str) -> dict[str, 
 
 
 def build_encoder(kind: str, state: Mapping[str, Tensor]) -> AsitEncoder:
-    """An :class:`AsitEncoder` sized from ``state`` (a validated encoder state dict), strictly loaded, in eval mode."""
+    """An :class:`AsitEncoder` sized from the shapes of ``state`` (canonical encoder keys), strictly loaded, eval()."""
     _check_kind(kind)
-    embed_dim, depth = _dims(state, "state dict")
+    state = _validated(state, "ASiT state dict")
+    embed_dim, depth = _dims(state, "ASiT state dict")
     encoder = AsitEncoder(embed_dim, depth)
     encoder.load_state_dict(state, strict=True)
     return encoder.eval()
