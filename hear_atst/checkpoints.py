@@ -33,8 +33,9 @@ def _numpy_scalar() -> Any:
 
 
 SAFE_GLOBALS: list[Any] = [
-    # Pickled by NumPy 1.x under this name; NumPy 2 keeps the object under numpy._core.
+    # Pickled by NumPy 1.x under this name (the released files); NumPy 2 keeps the object under numpy._core.
     (_numpy_scalar(), "numpy.core.multiarray.scalar"),
+    _numpy_scalar(),  # as pickled by NumPy 2 (checkpoints written by recent training runs)
     np.dtype,
     *(getattr(np.dtypes, name) for name in ("Float64DType", "Float32DType", "Int64DType")
       if hasattr(np, "dtypes")),
