@@ -1,0 +1,124 @@
+"""Collect every run under a results directory into one pandas table, and join it with the published tables.
+
+A run is one ``results.json`` (schema in :mod:`evaluation.results`). Runs are keyed by (model id, task key,
+protocol); by default only the latest run (by its ``date``) of each key is kept.
+
+Protocols are never mixed silently: a published row is *comparable* with a run only when both its protocol and its
+metric equal the run's (``hear`` with ``hear``, ``linear`` with ``linear``); every other published row of the task
+is *context*, and is labelled so wherever it is shown. EVAR's ``evar-linear`` rows are context for this project's
+``linear`` protocol, because EVAR's splits and clip lengths differ from the HEAR task folders (hear_eval.md §5.3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evaluation.results import RESULTS_FILENAME, read_results
+
+RUN_COLUMNS = (
+    "model",
+    "model_name",
+    "task",
+    "task_name",
+    "task_folder",
+    "protocol",
+    "metric",
+    "higher_is_better",
+    "mean",
+    "std",
+    "ci95_low",
+    "ci95_high",
+    "n",
+    "date",
+    "weights_sha256",
+    "path",
+)
+
+# Task names whose full mode is one of several leaderboard columns (Speech commands 5h / full): their key always
+# carries the mode, so ``speech_commands-full`` never collides with ``speech_commands-5h``.
+ALWAYS_SUFFIXED_TASKS = frozenset({"speech_commands", "nsynth_pitch"})
+
+
+def task_key(task_name: str, folder: str) -> str:
+    """This project's task key: the task name, plus ``-<mode>`` unless the mode is ``full``.
+
+    The mode is the last ``-`` part of the HEAR folder name ``{task_name}-{version}-{mode}``, e.g.
+    ``esc50-v2.0.0-full`` -> ``esc50``, ``speech_commands-v0.0.2-5h`` -> ``speech_commands-5h``,
+    ``esc50-v2.0.0-small`` -> ``esc50-small`` (a small run is never compared with full-task numbers).
+    """
+    mode = folder.rsplit("-", 1)[-1] if folder.startswith(f"{task_name}-") else "full"
+    if mode == "full" and task_name not in ALWAYS_SUFFIXED_TASKS:
+        return task_name
+    return f"{task_name}-{mode}"
+
+
+def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The leaderboard row of one results.json (already schema-checked)."""
+    try:
+        model, task, score = data["model"], data["task"], data["score"]
+        ci95 = score.get("ci95") or [None, None]
+        return {
+            "model": model["id"],
+            "model_name": model["name"],
+            "task": task_key(task["name"], task["folder"]),
+            "task_name": task["name"],
+            "task_folder": task["folder"],
+            "protocol": data["protocol"]["name"],
+            "metric": data["primary_score"],
+            "higher_is_better": bool(data["higher_is_better"]),
+            "mean": score["mean"],
+            "std": score.get("std"),
+            "ci95_low": ci95[0],
+            "ci95_high": ci95[1],
+            "n": score.get("n"),
+            "date": data["date"],
+            "weights_sha256": model.get("weights_sha256"),
+            "path": str(path),
+        }
+    except (KeyError, TypeError, IndexError) as error:
+        raise ValueError(f"{path}: results file lacks a required field ({error!r})") from None
+
+
+def collect_runs(results_dir: str | Path, *, latest_only: bool = True) -> pd.DataFrame:
+    """Every ``**/results.json`` under ``results_dir`` as one row each (:data:`RUN_COLUMNS`).
+
+    With ``latest_only`` only the newest run of each (model, task, protocol) is kept. Rows are sorted by task, then
+    protocol, then score (best first).
+    """
+    results_dir = Path(results_dir)
+    paths = sorted(results_dir.rglob(RESULTS_FILENAME))
+    if not paths:
+        raise FileNotFoundError(f"{results_dir}: no {RESULTS_FILENAME} found (run `hear-atst eval` first)")
+    runs = pd.DataFrame([run_row(read_results(path), path) for path in paths], columns=list(RUN_COLUMNS))
+    runs["date"] = pd.to_datetime(runs["date"], utc=True)
+    runs = runs.sort_values("date", kind="stable")
+    if latest_only:
+        runs = runs.groupby(["model", "task", "protocol"], sort=False).tail(1)
+    return sort_by_score(runs).reset_index(drop=True)
+
+
+def sort_by_score(table: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
+    """Sort by task and protocol, best score first within each (lower first where lower is better)."""
+    signed = table[value].where(table["higher_is_better"].astype(bool), -table[value])
+    order = table.assign(_signed=signed).sort_values(
+        ["task", "protocol", "_signed"], ascending=[True, True, False], kind="stable"
+    )
+    return order.drop(columns="_signed")
+
+
+def published_for_runs(runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """The published rows of the tasks that have runs, each labelled ``comparable`` or ``context``.
+
+    ``comparable`` means some run of that task has the same protocol and metric; a comparable row's
+    ``higher_is_better`` is taken from that run, so rankings use the task's own direction.
+    """
+    keys = runs.loc[:, ["task", "protocol", "metric", "higher_is_better"]].drop_duplicates(
+        ["task", "protocol", "metric"]
+    )
+    rows = published[published["task"].isin(set(runs["task"]))]
+    labelled = rows.merge(keys, on=["task", "protocol", "metric"], how="left", indicator=True)
+    labelled["comparison"] = labelled["_merge"].map({"both": "comparable", "left_only": "context"}).astype(str)
+    return labelled.drop(columns="_merge").reset_index(drop=True)

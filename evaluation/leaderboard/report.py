@@ -1,0 +1,89 @@
+"""`hear-atst leaderboard`: runs + published tables -> leaderboard.csv, leaderboard.md and optionally the HTML page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evaluation.leaderboard import html as html_page
+from evaluation.leaderboard.aggregate import collect_runs, published_for_runs
+from evaluation.leaderboard.published import load_published
+from evaluation.leaderboard.tables import leaderboard_frame, leaderboard_sections, render_markdown, write_text_atomic
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Predicted vs reference events of one file of an event task."""
+
+    title: str
+    reference: list[Event]
+    predicted: list[Event]
+
+
+@dataclass(frozen=True)
+class LeaderboardFiles:
+    csv: Path
+    markdown: Path
+    html: Path | None
+    runs: pd.DataFrame
+
+
+def write_leaderboard(
+    results_dir: str | Path,
+    published_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    latest_only: bool = True,
+    with_html: bool = False,
+    timelines: list[Timeline] | None = None,
+) -> LeaderboardFiles:
+    """Aggregate the runs under ``results_dir``; write ``leaderboard.csv`` / ``.md`` (and ``.html``) to ``out_dir``."""
+    out_dir = Path(out_dir)
+    runs = collect_runs(results_dir, latest_only=latest_only)
+    labelled = published_for_runs(runs, load_published(published_dir))
+    csv_path, md_path = out_dir / "leaderboard.csv", out_dir / "leaderboard.md"
+    write_text_atomic(csv_path, leaderboard_frame(runs, labelled).to_csv(index=False))
+    sections = leaderboard_sections(runs, labelled)
+    write_text_atomic(md_path, render_markdown(sections))
+    html_path = None
+    if with_html:
+        html_path = out_dir / "leaderboard.html"
+        write_text_atomic(
+            html_path,
+            html_page.render_html("hear-atst leaderboard", sections, _figures(runs, labelled, timelines or [])),
+        )
+    return LeaderboardFiles(csv_path, md_path, html_path, runs)
+
+
+def _figures(runs: pd.DataFrame, labelled: pd.DataFrame, timelines: list[Timeline]) -> list[tuple[str, bytes]]:
+    figures = [
+        (
+            "Per task: runs (bars, error bar = sample std over folds × seeds) and the comparable published values",
+            html_page.figure_png(html_page.task_bars_figure(runs, labelled)),
+        )
+    ]
+    for protocol in sorted(runs["protocol"].unique()):
+        normalised = html_page.normalised_scores(html_page.heatmap_rows(runs, labelled, protocol))
+        title = f"Normalised scores, protocol {protocol}"
+        figures.append(
+            (
+                f"{title}: per task z-score over the rows shown (population std), sign flipped where lower is "
+                "better, clamped to [-1, 1]",
+                html_page.figure_png(html_page.heatmap_figure(normalised, title)),
+            )
+        )
+    for timeline in timelines:
+        figures.append(
+            (
+                f"Event timeline: {timeline.title}",
+                html_page.figure_png(
+                    html_page.event_timeline_figure(timeline.reference, timeline.predicted, timeline.title)
+                ),
+            )
+        )
+    return figures

@@ -1,0 +1,113 @@
+"""The HTML leaderboard rendered by headless Chromium: the tables are in the DOM and every plot decodes.
+
+Needs the ``chromium`` binary (Debian/Ubuntu: ``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from leaderboard_helpers import make_results, write_results
+from matplotlib.image import imread
+
+from evaluation.leaderboard.report import Timeline, write_leaderboard
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "results" / "published"
+
+# Appended to a copy of the page (never to the product): once the page has loaded, record each image's decoded size.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  for (const img of document.images) {
+    const ok = img.complete && img.naturalWidth > 0;
+    img.setAttribute("data-decoded", ok ? `${img.naturalWidth}x${img.naturalHeight}` : "no");
+  }
+  document.body.setAttribute("data-probe", "done");
+});
+</script>"""
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        raise FileNotFoundError("headless Chromium is needed for this test: apt-get install -y chromium")
+    return path
+
+
+def chromium_args(profile: Path) -> list[str]:
+    return [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    folds = {f"fold0{i}": 0.6 + 0.02 * i for i in range(5)}
+    write_results(root / "runs", make_results("mel", "esc50", "esc50-v2.0.0-full", folds))
+    write_results(
+        root / "runs", make_results("crepe", "esc50", "esc50-v2.0.0-full", {k: v - 0.3 for k, v in folds.items()})
+    )
+    write_results(
+        root / "runs",
+        make_results(
+            "mel", "dcase2016_task2", "dcase2016_task2-hear2021-full", {"test": 0.4}, metric="event_onset_200ms_fms"
+        ),
+    )
+    timeline = Timeline(
+        "dev_scene_03.wav",
+        [{"label": "doorslam", "start": 500.0, "end": 900.0}, {"label": "cough", "start": 2000.0, "end": 2600.0}],
+        [{"label": "doorslam", "start": 520.0, "end": 880.0}],
+    )
+    files = write_leaderboard(root / "runs", PUBLISHED, root / "out", with_html=True, timelines=[timeline])
+    assert files.html is not None
+    return files.html
+
+
+def test_chromium_renders_tables_and_decodes_every_image(page: Path, tmp_path: Path) -> None:
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    result = subprocess.run(
+        [*chromium_args(tmp_path / "profile"), "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    dom = result.stdout
+    assert 'data-probe="done"' in dom, result.stderr[-2000:]
+    decoded = re.findall(r'<img [^>]*data-decoded="([^"]+)"', dom)
+    assert len(decoded) == 3  # bars, one heatmap (protocol hear), the event timeline
+    assert "no" not in decoded
+    assert all(int(w) > 200 and int(h) > 100 for w, h in (size.split("x") for size in decoded))
+    # the tables made it into the rendered DOM: our runs, and the published HEAR rows ranked with them
+    assert "<td>mel</td>" in dom and "<td>crepe</td>" in dom
+    assert "<td>CP-JKU PaSST 2lvl+mel</td>" in dom
+    assert "Context: other protocols or metrics (not comparable)" in dom
+
+
+def test_chromium_screenshot_is_not_blank(page: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [*chromium_args(tmp_path / "profile"), "--window-size=1280,2000", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (2000, 1280)
+    # a rendered page has text, table rules and plots: far from a single flat colour
+    assert pixels[..., :3].std() > 0.05
