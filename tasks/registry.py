@@ -1,0 +1,185 @@
+"""The registry of preparable tasks, and lookup of prepared HEAR task folders on disk.
+
+A task folder is any directory under ``tasks_dir`` holding a ``task_metadata.json`` (so the 19 official HEAR task
+folders unpacked from the HEAR archives are found too). :func:`resolve_task_folder` accepts a registered name or
+alias, a folder name, or the ``task_name`` written in a folder's metadata.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks import dcase2016, esc50, speech_commands, spoken_digit, voxceleb1
+from tasks.download import Source
+
+DEFAULT_TASKS_DIR = "hear_tasks"
+TASK_METADATA = "task_metadata.json"
+WORKDIR_NAME = "_workdir"
+
+MetadataBuilder = Callable[[Mapping[str, Path], Mapping[str, Any], Path], pd.DataFrame]
+
+
+def default_filestem(relpath: str) -> str:
+    """hear-preprocess's default stem: the file name without its last suffix."""
+    return Path(relpath).stem
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to build one HEAR task folder from its official downloads.
+
+    ``config`` is the hear-preprocess ``generic_task_config`` (insertion-ordered, with ``modes``);
+    ``sources`` lists the downloads each mode needs; ``build_metadata(roots, run_config, workdir)`` returns one row
+    per (file, label) or (file, event) with columns ``relpath`` (absolute), ``split``, ``label`` (+ ``start``/``end``
+    in ms for event tasks; optionally ``unique_filestem``). ``split_key`` maps the table to the grouping key that
+    keeps related files in one split (default: the file stem).
+    """
+
+    name: str
+    summary: str
+    needs: str
+    config: Mapping[str, Any]
+    sources: Mapping[str, tuple[Source, ...]]
+    build_metadata: MetadataBuilder
+    aliases: tuple[str, ...] = ()
+    filestem: Callable[[str], str] = default_filestem
+    split_key: Callable[[pd.DataFrame], pd.Series] | None = None
+    notes: str = field(default="")
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.config["modes"])
+
+    def folder_name(self, mode: str | None = None) -> str:
+        """``{task_name}-{version}-{mode}`` after the mode's overrides."""
+        return folder_name(run_config(self.config, mode))
+
+
+def run_config(generic: Mapping[str, Any], mode: str | None = None) -> dict[str, Any]:
+    """The run config of hear-preprocess: the generic config updated with the mode, in its exact key order."""
+    config = copy.deepcopy(dict(generic))
+    mode = mode or config["default_mode"]
+    if mode not in config["modes"]:
+        raise ValueError(f"{config['task_name']} has no mode {mode!r}; modes: {', '.join(config['modes'])}")
+    config.update(copy.deepcopy(config["modes"][mode]))
+    config["tmp_dir"] = WORKDIR_NAME
+    config["mode"] = mode
+    del config["modes"]
+    if config["split_mode"] == "trainvaltest":
+        config["splits"] = ["train", "valid", "test"]
+    else:
+        config["splits"] = [f"fold{i:02d}" for i in range(config["nfolds"])]
+    return config
+
+
+def folder_name(config: Mapping[str, Any]) -> str:
+    return f"{config['task_name']}-{config['version']}-{config['mode']}"
+
+
+
+def _spec(module: Any, **kwargs: Any) -> TaskSpec:
+    return TaskSpec(
+        name=module.CONFIG["task_name"],
+        summary=module.SUMMARY,
+        needs=module.NEEDS,
+        config=module.CONFIG,
+        sources=module.SOURCES,
+        build_metadata=module.build_metadata,
+        **kwargs,
+    )
+
+
+REGISTRY: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec(esc50),
+        _spec(
+            speech_commands,
+            filestem=speech_commands.filestem,
+            split_key=speech_commands.split_key,
+        ),
+        _spec(voxceleb1, filestem=voxceleb1.filestem),
+        _spec(dcase2016, aliases=("dcase2016",)),
+        _spec(spoken_digit, aliases=("fsdd",)),
+    )
+}
+
+
+def get_spec(name: str) -> TaskSpec:
+    """The registered task called ``name`` (or with that alias)."""
+    for spec in REGISTRY.values():
+        if name == spec.name or name in spec.aliases:
+            return spec
+    known = ", ".join(f"{s.name}" + (f" ({', '.join(s.aliases)})" if s.aliases else "") for s in REGISTRY.values())
+    raise KeyError(f"unknown task {name!r}; registered tasks: {known}")
+
+
+def read_task_metadata(folder: Path) -> dict[str, Any]:
+    path = folder / TASK_METADATA
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable task metadata ({error})") from error
+
+
+def list_task_folders(tasks_dir: str | Path) -> list[Path]:
+    """Every folder directly under ``tasks_dir`` holding a ``task_metadata.json``, sorted by name."""
+    tasks_dir = Path(tasks_dir)
+    if not tasks_dir.is_dir():
+        return []
+    return sorted(p for p in tasks_dir.iterdir() if (p / TASK_METADATA).is_file())
+
+
+def folder_sample_rates(folder: Path) -> list[int]:
+    """The sample rates a task folder holds audio for (numeric sub-folders)."""
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | None = None) -> Path:
+    """The prepared folder of a task: by folder name, registered name/alias, or metadata ``task_name``.
+
+    Raises ``LookupError`` listing the candidates when several folders match, or saying how to prepare the task
+    when none does.
+    """
+    tasks_dir = Path(tasks_dir)
+    folders = list_task_folders(tasks_dir)
+    by_name = [f for f in folders if f.name == name_or_alias]
+    if by_name:
+        return by_name[0]
+    names = {name_or_alias}
+    spec = None
+    try:
+        spec = get_spec(name_or_alias)
+        names.add(spec.name)
+    except KeyError:
+        pass
+    candidates = []
+    for folder in folders:
+        meta = read_task_metadata(folder)
+        if meta.get("task_name") in names and (mode is None or meta.get("mode") == mode):
+            candidates.append(folder)
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        listed = ", ".join(c.name for c in candidates)
+        raise LookupError(f"{name_or_alias!r} matches several task folders in {tasks_dir}: {listed}; name one of them")
+    if spec is not None:
+        wanted = spec.folder_name(mode)
+        raise LookupError(
+            f"task {spec.name} is not prepared in {tasks_dir} (no {wanted}/); run "
+            f"`hear-atst prepare {spec.name} --source PATH --tasks-dir {tasks_dir}"
+            + (f" --mode {mode}`" if mode else "`")
+            + f" (needs {spec.needs})"
+        )
+    on_disk = ", ".join(f.name for f in folders) or "none"
+    raise LookupError(
+        f"no task {name_or_alias!r}: not registered ({', '.join(REGISTRY)}) and no such folder in {tasks_dir} "
+        f"(folders there: {on_disk})"
+    )
