@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hear_atst.checkpoints import load_safetensors_file, load_torch_file
-from hear_atst.encoders.asit import AsitEncoder, build_encoder, extract_encoder_state, random_encoder
+from hear_atst.encoders import load_encoder
+from hear_atst.encoders.asit import AsitEncoder, random_encoder
 from hear_atst.frontends.kaldi_fbank import NORMALISED_PAD_VALUE, KaldiFbank, frame_geometry
 from hear_atst.hear_api import HearModel, centred_timestamps, get_scene_embeddings, get_timestamp_embeddings
 from hear_atst.layers import block_indices
@@ -140,11 +140,6 @@ class AsitHear(HearModel):
         return torch.cat(cls_parts), torch.cat(column_parts)
 
 
-def _load_encoder(path: str | os.PathLike[str]) -> AsitEncoder:
-    checkpoint = load_safetensors_file(path)[0] if str(path).endswith(".safetensors") else load_torch_file(path)
-    return build_encoder("asit", extract_encoder_state(checkpoint, "asit", str(path)))
-
-
 def load_model(
     model_file_path: str | os.PathLike[str] | None = None,
     *,
@@ -162,5 +157,5 @@ def load_model(
             raise ValueError("random_weights=True and model_file_path are mutually exclusive")
         encoder = random_encoder()
     else:
-        encoder = _load_encoder(resolve_weights(get_model_spec("asit"), model_file_path))
+        encoder = load_encoder(resolve_weights(get_model_spec("asit"), model_file_path), "asit")
     return AsitHear(encoder, sample_rate=sample_rate, blocks=blocks, precision=precision)

@@ -11,6 +11,7 @@ import torch
 
 from hear_atst import asit
 from hear_atst.checkpoints import CheckpointError, load_torch_file
+from hear_atst.encoders import convert_checkpoint
 from hear_atst.encoders.asit import (
     POS_GRID,
     AsitEncoder,
@@ -309,3 +310,14 @@ def test_weights_found_through_the_weights_directory(fixtures_dir, tmp_path, mon
     (tmp_path / "ASIT_ssl.pt").symlink_to(Path(fixtures_dir / "asit.pt"))
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
     assert asit.load_model().encoder.embed_dim == 192
+
+
+def test_converted_safetensors_file_gives_the_same_embeddings(fixtures_dir, tmp_path, model, speech):
+    converted = tmp_path / "asit.safetensors"
+    metadata = convert_checkpoint(fixtures_dir / "asit.pt", converted)  # kind detected from the tensors
+    assert metadata["kind"] == "asit" and json.loads(metadata["config"])["embed_dim"] == 192
+    clip = speech[None, :30000]
+    torch.testing.assert_close(
+        asit.get_scene_embeddings(clip, asit.load_model(converted)), asit.get_scene_embeddings(clip, model),
+        atol=0, rtol=0,
+    )
