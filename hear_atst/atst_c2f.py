@@ -1,0 +1,40 @@
+"""HEAR module ``hear_atst.atst_c2f``: ATST-C2F behind the HEAR API.
+
+ATST-C2F is not an architecture of its own: it is an ATST-Frame encoder (``FrameAST``, the student of the
+authors' coarse-to-fine distillation, ``module_distill*.py``), so it runs exactly like :mod:`hear_atst.atst_frame`
+(1000-frame windows of whole tokens, token centres ``40 i + 15`` ms). Defaults follow the C2F recipe:
+``get_intermediate_layers(x, lengths, n=1, scene=True)``, i.e. the last block after ``norm_frame``:
+- timestamp embeddings: the last block's token vectors (768 for base);
+- scene embeddings: their mean over the clip's tokens.
+
+No checkpoint has been released; :func:`load_model` reads the student of a distillation archive
+(``model.student.*``), a frame-level C2F fine-tune, or a converted file. Options as :mod:`hear_atst.atst_frame`
+(``blocks`` default 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hear_atst.atst_frame import ATSTFrameModel
+from hear_atst.atst_windows import load_atst_encoder
+from hear_atst.hear_api import get_scene_embeddings, get_timestamp_embeddings
+
+__all__ = ["get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
+
+DEFAULT_BLOCKS = 1  # C2F recipe: n=1
+
+
+def load_model(
+    model_file_path: str | Path | None = None,
+    *,
+    blocks: int | Sequence[int] | None = None,
+    precision: str = "fp32",
+    random_weights: bool = False,
+    size: str | None = None,
+) -> ATSTFrameModel:
+    """ATST-C2F (the FrameAST student); without ``model_file_path`` the file is looked up in ``$HEAR_ATST_WEIGHTS``
+    (the error says how to obtain one)."""
+    encoder = load_atst_encoder("atst_c2f", "atst_c2f", model_file_path, random_weights, size)
+    return ATSTFrameModel(encoder, blocks, precision, default_blocks=DEFAULT_BLOCKS).eval()
