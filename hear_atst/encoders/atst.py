@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from hear_atst.checkpoints import CheckpointError, check_state_dict
+from hear_atst.encoders.atst_checkpoints import select_encoder_state
 from hear_atst.layers import HEAD_DIM, LAYER_NORM_EPS, Transformer, block_indices, key_padding_bias
 
 N_MELS = 64
@@ -180,11 +181,16 @@ def encoder_from_config(config: Mapping[str, Any], device: torch.device | str | 
     return encoder.eval()
 
 
-def random_encoder(kind: str, size: str = "base") -> ATSTEncoder:
-    """A randomly initialised full-size encoder (testing only): ``kind`` in :data:`KINDS`, ``size`` small/base."""
+def random_encoder(kind: str, size: str = "base", seed: int = 0) -> ATSTEncoder:
+    """A randomly initialised full-size encoder (testing only): ``kind`` in :data:`KINDS`, ``size`` small/base.
+
+    Deterministic for a given ``seed``; the global random state is left untouched.
+    """
     embed_dim, depth = SIZES[size]
     config = {"kind": ARCHITECTURE[kind], "embed_dim": embed_dim, "depth": depth, "pos_embed_slots": POS_EMBED_SLOTS}
-    return encoder_from_config(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return encoder_from_config(config)
 
 
 def config_from_state(kind: str, state: Mapping[str, Tensor]) -> dict[str, Any]:
@@ -213,8 +219,6 @@ def config_from_state(kind: str, state: Mapping[str, Tensor]) -> dict[str, Any]:
 
 def extract_encoder_state(checkpoint: Any, kind: str, source: str) -> dict[str, Tensor]:
     """The encoder tensors (canonical keys) of ``kind`` from any released ATST checkpoint layout."""
-    from hear_atst.encoders.atst_checkpoints import select_encoder_state
-
     return select_encoder_state(checkpoint, kind, source)
 
 
