@@ -1,0 +1,187 @@
+"""The reference HEAR tarball, task lookup, the CLI, and preparation errors / idempotence / resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tasks import spoken_digit
+from tasks.commands import register
+from tasks.download import Source, SourceError, fetch
+from tasks.pipeline import PENDING, PrepareError, prepare_task
+from tasks.registry import get_spec, list_task_folders, resolve_task_folder
+
+REFERENCE = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
+REFERENCE_FILES = ["task_metadata.json", "labelvocabulary.csv"] + [f"fold{i:02d}.json" for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def reference_task(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    with tarfile.open(data_dir / "hear_reference" / REFERENCE) as tar:
+        tar.extractall(out, filter="data")
+    return out / "hear-2021.0.6" / "tasks" / "spoken_digit-1.0.9-small"
+
+
+def test_spoken_digit_small_reproduces_the_hear_reference(reference_task: Path, fsdd_source: Path,
+                                                          tmp_path: Path) -> None:
+    spec = dataclasses.replace(get_spec("spoken_digit"), config=spoken_digit.CONFIG_2021_0_6)
+    folder = prepare_task(spec, tmp_path, source=fsdd_source, sample_rates=(44100,), mode="small")
+    assert folder.name == reference_task.name
+    for name in REFERENCE_FILES:
+        assert (folder / name).read_bytes() == (reference_task / name).read_bytes(), name
+    for fold in range(5):
+        ours = sorted(os.listdir(folder / "44100" / f"fold{fold:02d}"))
+        assert ours == sorted(os.listdir(reference_task / "44100" / f"fold{fold:02d}"))
+        assert len(ours) == 20
+
+
+def test_current_config_differs_only_in_duration_and_url(spoken_digit_task: Path, reference_task: Path) -> None:
+    ours = json.loads((spoken_digit_task / "task_metadata.json").read_text())
+    ref = json.loads((reference_task / "task_metadata.json").read_text())
+    assert list(ours) == list(ref)
+    assert ours["sample_duration"] == 0.56 and ref["sample_duration"] == 1.0
+    assert ours["download_urls"][0]["url"].replace("hearbenchmark", "neuralaudio") == ref["download_urls"][0]["url"]
+    for name in REFERENCE_FILES[1:]:
+        assert (spoken_digit_task / name).read_bytes() == (reference_task / name).read_bytes(), name
+
+
+def test_resolve_task_folder(esc10_task: Path, spoken_digit_task: Path, reference_task: Path, tmp_path: Path) -> None:
+    tasks_dir = esc10_task.parent
+    assert resolve_task_folder("esc50", tasks_dir) == esc10_task
+    assert resolve_task_folder("esc50-v2.0.0-small", tasks_dir) == esc10_task
+    assert resolve_task_folder("fsdd", tasks_dir) == spoken_digit_task
+    assert resolve_task_folder("spoken_digit", tasks_dir, mode="small") == spoken_digit_task
+    with pytest.raises(LookupError, match=r"hear-atst prepare esc50 --source PATH .* --mode full"):
+        resolve_task_folder("esc50", tasks_dir, mode="full")
+    with pytest.raises(LookupError, match="not registered"):
+        resolve_task_folder("maestro", tasks_dir)
+    # A HEAR folder from the official archives is found by folder name and by its task_name; two -> ambiguous.
+    shutil.copytree(reference_task, tmp_path / reference_task.name)
+    assert resolve_task_folder("spoken_digit-1.0.9-small", tmp_path) == tmp_path / reference_task.name
+    shutil.copytree(reference_task, tmp_path / "spoken_digit-1.0.9-full")
+    with pytest.raises(LookupError, match="several task folders"):
+        resolve_task_folder("spoken_digit", tmp_path)
+    assert [f.name for f in list_task_folders(tmp_path)] == ["spoken_digit-1.0.9-full", "spoken_digit-1.0.9-small"]
+
+
+def test_cli_tasks_lists_registered_and_on_disk_folders(esc10_task: Path, reference_task: Path,
+                                                        tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    shutil.copytree(reference_task, tmp_path / "mridangam_tonic-v1.5-full")
+    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ["esc50-v2.0.0-full", "speech_commands-v0.0.2-5h", "voxceleb1-v1.1-hear-atst-full",
+                 "dcase2016_task2-hear2021-full", "spoken_digit-1.0.9-full", "mridangam_tonic-v1.5-full", "44100 Hz"]:
+        assert text in result.output
+    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(esc10_task.parent)], env={"COLUMNS": "200"})
+    assert "16000 Hz" in result.output
+
+
+def test_cli_prepare_reports_errors(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["prepare", "esc50", "--source", str(tmp_path), "--tasks-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "ESC-50-master/meta/esc50.csv" in result.output and "ESC-50-master.zip" in result.output
+    result = CliRunner().invoke(app, ["prepare", "esc50", "--sample-rates", "8000", "--tasks-dir", str(tmp_path)])
+    assert result.exit_code != 0 and "--sample-rates" in result.output
+
+
+@pytest.fixture()
+def esc_copy(esc50_layout: Path, tmp_path: Path) -> Path:
+    """A writable copy of the ESC-50 layout holding only fold 1 (80 clips), to damage."""
+    root = tmp_path / "src" / "ESC-50-master"
+    (root / "audio").mkdir(parents=True)
+    lines = (esc50_layout / "ESC-50-master" / "meta" / "esc50.csv").read_text().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if line.startswith("1-")]
+    (root / "meta").mkdir()
+    (root / "meta" / "esc50.csv").write_text("\n".join(kept) + "\n")
+    for line in kept[1:]:
+        name = line.split(",")[0]
+        shutil.copy(esc50_layout / "ESC-50-master" / "audio" / name, root / "audio" / name)
+    return tmp_path / "src"
+
+
+def _prepare_esc(source: Path, tasks_dir: Path, **kwargs) -> Path:
+    spec = get_spec("esc50")
+    one_fold = {**spec.config, "nfolds": 1}  # the copy holds fold 1 only
+    return prepare_task(dataclasses.replace(spec, config=one_fold), tasks_dir, source=source, mode="small", **kwargs)
+
+
+def test_corrupt_and_missing_source_files_are_named(esc_copy: Path, tmp_path: Path) -> None:
+    audio = esc_copy / "ESC-50-master" / "audio"
+    victim = sorted(audio.iterdir())[3]
+    victim.write_bytes(b"RIFF....WAVEnot audio")
+    with pytest.raises(RuntimeError, match=victim.name):
+        _prepare_esc(esc_copy, tmp_path / "t1")
+    victim.unlink()
+    # small mode drops a listed clip whose audio is absent (hear-preprocess); full mode names it.
+    folder = _prepare_esc(esc_copy, tmp_path / "t2")
+    assert len(json.loads((folder / "fold00.json").read_text())) == 79
+    spec = get_spec("esc50")
+    with pytest.raises(FileNotFoundError, match=victim.name):
+        prepare_task(dataclasses.replace(spec, config={**spec.config, "nfolds": 1}), tmp_path / "t3",
+                     source=esc_copy, mode="full")
+
+
+def test_archive_source_and_damaged_archive(esc_copy: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "ESC-50-master.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(esc_copy.rglob("*")):
+            handle.write(path, path.relative_to(esc_copy))
+    from_zip = _prepare_esc(archive, tmp_path / "zip")
+    from_dir = _prepare_esc(esc_copy, tmp_path / "dir")
+    assert (from_zip / "fold00.json").read_bytes() == (from_dir / "fold00.json").read_bytes()
+    assert not (tmp_path / "zip" / "_workdir").joinpath(from_zip.name).exists()  # unpacked copy removed when done
+    damaged = tmp_path / "damaged" / "ESC-50-master.zip"
+    damaged.parent.mkdir()
+    damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(SourceError, match=r"ESC-50-master\.zip: damaged or unreadable archive"):
+        _prepare_esc(damaged, tmp_path / "bad")
+
+
+def test_idempotent_and_resumable(esc_copy: Path, tmp_path: Path) -> None:
+    folder = _prepare_esc(esc_copy, tmp_path, sample_rates=(16000, 22050))
+    files = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    # Complete: nothing is rewritten, and the source is not needed any more.
+    assert _prepare_esc(tmp_path / "gone", tmp_path, sample_rates=(16000, 22050)) == folder
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    # Interrupted: metadata not yet written, some clips missing, a stray clip present -> finished identically.
+    (folder / "task_metadata.json").unlink()
+    (folder / PENDING).write_bytes(b"{}")
+    with pytest.raises(PrepareError, match="different configuration"):
+        _prepare_esc(esc_copy, tmp_path, sample_rates=(16000, 22050))
+    (folder / PENDING).unlink()
+    removed = sorted((folder / "22050" / "fold00").iterdir())[:7]
+    for path in removed:
+        path.unlink()
+    (folder / "16000" / "fold00" / "stray.wav").write_bytes(b"x")
+    _prepare_esc(esc_copy, tmp_path, sample_rates=(16000, 22050))
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == files
+    # A folder prepared with another configuration is refused, not mixed.
+    (folder / "task_metadata.json").write_text("{}")
+    with pytest.raises(PrepareError, match="different configuration"):
+        _prepare_esc(esc_copy, tmp_path, sample_rates=(16000,))
+
+
+def test_download_errors_say_what_to_fetch(tmp_path: Path) -> None:
+    offline = Source("x", "thing.zip", ("thing",), "m", url="http://127.0.0.1:9/thing.zip", md5="0" * 32)
+    with pytest.raises(SourceError, match=r"cannot download http://127\.0\.0\.1:9/thing\.zip .* put it at"):
+        fetch(offline, tmp_path, timeout=5)
+    (tmp_path / "thing.zip").write_bytes(b"not the official file")
+    with pytest.raises(SourceError, match=r"thing\.zip: md5 [0-9a-f]{32} does not match the official"):
+        fetch(offline, tmp_path)
+    with pytest.raises(SourceError, match="VoxCeleb1 requires registration"):
+        prepare_task(get_spec("voxceleb1"), tmp_path / "tasks")
