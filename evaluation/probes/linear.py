@@ -1,0 +1,45 @@
+"""EVAR's linear evaluation (``TorchMLPClassifier2`` with ``hidden=()``), run by the shared training loop.
+
+Features standardised with a StandardScaler fitted on the training rows (population std; a constant
+feature keeps scale 1, as sklearn), one ``nn.Linear`` with PyTorch's default init, Adam (lr 3e-4 by default,
+weight decay 1e-8, L2 as ``torch.optim.Adam``), batches of ``min(200, n_train)`` reshuffled every epoch, up
+to 200 epochs, validation every epoch, early stopping after 20 epochs without improvement, best weights
+restored. Difference from EVAR: the validation rows are the task's validation split (the kit's fold
+rotation) instead of a random 10% of train, and the monitored value is the task's primary score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from evaluation.probes.mlp import HeadConfig
+from evaluation.probes.train import Schedule
+
+LINEAR_LR = 3e-4
+LINEAR_WEIGHT_DECAY = 1e-8
+LINEAR_EPOCHS = 200
+LINEAR_PATIENCE = 20
+LINEAR_BATCH = 200
+
+
+def linear_head(lr: float = LINEAR_LR, weight_decay: float = LINEAR_WEIGHT_DECAY) -> HeadConfig:
+    """The single linear layer as a head with no hidden layers."""
+    return HeadConfig(hidden_layers=0, hidden_dim=0, dropout=0.0, lr=lr, initialization="default",
+                      hidden_norm="Identity", weight_decay=weight_decay)
+
+
+def linear_schedule(n_train: int, maximize: bool, shuffle: bool = True, epochs: int = LINEAR_EPOCHS,
+                    patience: int = LINEAR_PATIENCE) -> Schedule:
+    return Schedule(max_epochs=epochs, check_every=1, patience=patience, batch_size=min(LINEAR_BATCH, n_train),
+                    shuffle=shuffle, maximize=maximize)
+
+
+def standardize(x: Tensor, train_rows: np.ndarray) -> Tensor:
+    """``(x - mean) / std`` with statistics of the training rows (float64 statistics, float32 result)."""
+    train = x[torch.as_tensor(train_rows, dtype=torch.long, device=x.device)].double()
+    mean = train.mean(dim=0)
+    std = train.std(dim=0, unbiased=False)
+    std = torch.where(std == 0, torch.ones_like(std), std)
+    return ((x.double() - mean) / std).float()

@@ -1,0 +1,408 @@
+"""The probe stage: ``evaluate(task, config)`` trains probes on a task's embeddings and scores them.
+
+Folds (hear-eval-kit §3.5): ``trainvaltest`` is one split (train/valid/test); k-fold tasks rotate the sorted
+folds, test = fold i, valid = fold (i+1) mod k, train = the rest (in sorted order). With the ``hear``
+protocol the kit's grid (:mod:`evaluation.probes.grid`) is trained on fold 0 only, all grid points together;
+the best by validation score (stable sort, so ties keep grid order) is retrained on every other fold, all
+folds together; each fold is tested with its own best checkpoint and, for event tasks, the post-processing
+setting chosen at that checkpoint's validation. The ``linear`` protocol trains EVAR's linear probe the same
+way (a grid of one). Each seed repeats everything with its own initialisation, batch order and dropout.
+
+Summary statistics (``TaskResult.score``/``scores``): over every (fold, seed) test value — ``n = folds x
+seeds`` — the mean, the sample std (ddof=1) and a 95 % Student-t interval ``mean ± t(0.975, n-1) std/sqrt(n)``
+(NaN for n = 1). The interval therefore mixes fold-to-fold and seed-to-seed variation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from evaluation.data import TaskEmbeddings
+from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
+from evaluation.probes.grid import sample_grid
+from evaluation.probes.linear import linear_head, linear_schedule, standardize
+from evaluation.probes.mlp import HeadConfig, predict
+from evaluation.probes.train import Member, Schedule, Trained, train_heads
+from evaluation.scores import EventMap, get_score, psds
+
+PSDS_THRESHOLDS = np.arange(1 / 100, 1, 1 / 50)  # 50 operating points 0.01 .. 0.99 (DCASE task 4 baseline)
+
+
+@dataclass
+class ProbeConfig:
+    """How to probe. ``shuffle=False`` reproduces the kit's never-shuffled training batches."""
+
+    protocol: str = "hear"  # "hear" | "linear"
+    seeds: list[int] = field(default_factory=lambda: [42])
+    shuffle: bool = True
+    grid_points: int = 8
+    grid: str = "default"  # the kit's "default" | "fast" | "faster"
+    device: str = "cpu"
+    event_backend: str = "fast"  # "fast" | "sed_eval" (identical numbers; sed_eval is the slow reference)
+    psds: bool = True  # add PSDS (scenario 1) for event tasks at test time
+    linear_lr: float = 3e-4
+    linear_weight_decay: float = 1e-8
+    max_epochs: int | None = None  # cap for smoke runs only; None keeps the protocol's value
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("hear", "linear"):
+            raise ValueError(f"protocol must be 'hear' or 'linear', got {self.protocol!r}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+
+
+@dataclass
+class TaskResult:
+    """Everything ``results.json`` needs under protocol/primary_score/higher_is_better/score/scores/runs."""
+
+    task_name: str
+    protocol: dict[str, Any]
+    primary_score: str
+    higher_is_better: bool
+    score: dict[str, Any]
+    scores: dict[str, dict[str, Any]]
+    runs: list[dict[str, Any]]
+    predicted_scores: list[dict[str, Any]]  # the kit's test.predicted-scores.json, one per seed
+    probe_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in
+                ("protocol", "primary_score", "higher_is_better", "score", "scores", "runs")}
+
+    def to_predicted_scores(self, seed_index: int = 0) -> dict[str, Any]:
+        """The kit's ``test.predicted-scores.json`` dict for one seed (the runner adds ``embedding_path``)."""
+        return self.predicted_scores[seed_index]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def fold_rotation(metadata: dict[str, Any]) -> list[dict[str, list[str]]]:
+    """The kit's data splits: one train/valid/test split, or test=i, valid=i+1, train=rest over sorted folds."""
+    mode = metadata.get("split_mode")
+    if mode == "trainvaltest":
+        return [{"train": ["train"], "valid": ["valid"], "test": ["test"]}]
+    if mode not in ("presplit_kfold", "new_split_kfold"):
+        raise ValueError(f"unknown split_mode {mode!r} in task metadata")
+    folds = sorted(metadata["splits"])
+    if len(folds) < 3:
+        raise ValueError(f"k-fold rotation needs at least 3 folds, got {folds}")
+    rotation = []
+    for i, test in enumerate(folds):
+        valid = folds[(i + 1) % len(folds)]
+        rotation.append({"train": [f for f in folds if f not in (test, valid)], "valid": [valid], "test": [test]})
+    return rotation
+
+
+def _check_task(task: TaskEmbeddings) -> None:
+    metadata = task.metadata
+    for key in ("task_name", "embedding_type", "prediction_type", "split_mode", "splits", "evaluation"):
+        if key not in metadata:
+            raise ValueError(f"task metadata has no {key!r}")
+    vocabulary = {str(label) for label in task.label_vocabulary}
+    dims = set()
+    for name in task.split_names:
+        if name not in task.splits:
+            raise ValueError(f"task {task.task_name}: split {name} is listed in the metadata but has no embeddings")
+        split = task.splits[name]
+        if split.embeddings.shape[0] == 0:
+            raise ValueError(f"task {task.task_name}: split {name} is empty")
+        if not np.isfinite(split.embeddings).all():
+            raise ValueError(f"task {task.task_name}: split {name} has NaN or infinite embedding values")
+        dims.add(split.embeddings.shape[1])
+        for row, labels in enumerate(split.labels):
+            unknown = [label for label in labels if str(label) not in vocabulary]
+            if unknown:
+                raise ValueError(f"task {task.task_name}: split {name} row {row} has labels {unknown} "
+                                 "outside the label vocabulary")
+            if task.prediction_type == "multiclass" and len(labels) != 1:
+                raise ValueError(f"task {task.task_name}: split {name} row {row} has {len(labels)} labels; "
+                                 "multiclass rows need exactly one")
+        if task.embedding_type == "event" and split.timestamps is None:
+            raise ValueError(f"task {task.task_name}: event split {name} has no timestamps")
+    if len(dims) != 1:
+        raise ValueError(f"task {task.task_name}: splits have different embedding sizes {sorted(dims)}")
+
+
+@dataclass
+class _Data:
+    """All splits stacked once on the device, and where each split's rows are."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    offsets: dict[str, np.ndarray]
+
+    def rows(self, names: Sequence[str]) -> np.ndarray:
+        return np.concatenate([self.offsets[name] for name in names])
+
+
+def _stack(task: TaskEmbeddings, device: str) -> _Data:
+    index = {str(label): i for i, label in enumerate(task.label_vocabulary)}
+    xs, ys, offsets, start = [], [], {}, 0
+    for name in task.split_names:
+        split = task.splits[name]
+        n = split.embeddings.shape[0]
+        y = np.zeros((n, len(index)), dtype=np.float32)
+        for row, labels in enumerate(split.labels):
+            y[row, [index[str(label)] for label in labels]] = 1.0
+        xs.append(np.asarray(split.embeddings, dtype=np.float32))
+        ys.append(y)
+        offsets[name] = np.arange(start, start + n)
+        start += n
+    return _Data(torch.from_numpy(np.concatenate(xs)).to(device), torch.from_numpy(np.concatenate(ys)).to(device),
+                 offsets)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+class _Fold:
+    """One rotation entry: rows, targets, and for event tasks the frame layout and reference events."""
+
+    def __init__(self, task: TaskEmbeddings, data: _Data, index: int, splits: dict[str, list[str]]):
+        self.task, self.index, self.splits = task, index, splits
+        self.name = "|".join(splits["test"])
+        self.train_rows, self.valid_rows, self.test_rows = (data.rows(splits[k]) for k in ("train", "valid", "test"))
+        self.y = data.y.cpu().numpy()
+        self.layouts = {k: self._layout(splits[k]) for k in ("valid", "test")} if self._event else {}
+        self.references = {k: self._reference(splits[k]) for k in ("valid", "test")} if self._event else {}
+
+    @property
+    def _event(self) -> bool:
+        return self.task.embedding_type == "event"
+
+    def _layout(self, names: list[str]) -> FrameLayout:
+        filenames = [f for name in names for f in self.task.splits[name].filenames]
+        timestamps = np.concatenate([self.task.splits[name].timestamps for name in names])
+        return FrameLayout.from_rows(filenames, timestamps)
+
+    def _reference(self, names: list[str]) -> dict[str, list[dict]]:
+        reference: dict[str, list[dict]] = {}
+        for name in names:
+            reference.update(self.task.events.get(name, {}))
+        return reference
+
+
+def _loss(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
+    logits_t, targets_t = torch.from_numpy(logits), torch.from_numpy(targets)
+    if multilabel:
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(logits_t, targets_t))
+    return float(torch.nn.functional.cross_entropy(logits_t, targets_t.argmax(dim=1)))
+
+
+class _Evaluator:
+    def __init__(self, task: TaskEmbeddings, config: ProbeConfig):
+        _check_task(task)
+        self.task, self.config = task, config
+        self.metadata = task.metadata
+        self.labels = [str(label) for label in task.label_vocabulary]
+        self.multilabel = task.prediction_type == "multilabel"
+        self.primary = get_score(task.primary_score)
+        self.use_scoring = bool(self.metadata.get("use_scoring_for_early_stopping", True))
+        self.maximize = self.primary.maximize if self.use_scoring else False
+        self.settings = postprocessing_settings(self.metadata) if task.embedding_type == "event" else []
+        if task.embedding_type == "event" and not self.use_scoring and len(self.settings) != 1:
+            raise ValueError("without scoring for early stopping an event task needs exactly one post-processing")
+        self.data = _stack(task, config.device)
+        self.folds = [_Fold(task, self.data, i, s) for i, s in enumerate(fold_rotation(self.metadata))]
+
+    # ---------------------------------------------------------------- heads and schedules
+
+    def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], Schedule]:
+        config = self.config
+        if config.protocol == "linear":
+            head = linear_head(config.linear_lr, config.linear_weight_decay)
+            schedule = linear_schedule(n_train, self.maximize, shuffle=config.shuffle)
+            hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
+                        "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
+                        "patience": schedule.patience}]
+            heads = [head]
+        else:
+            hparams = sample_grid(self.metadata, config.grid_points, config.grid)
+            heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
+                                lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
+                     for h in hparams]
+            schedules = {(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"], h["batch_size"])
+                         for h in hparams}
+            if len(schedules) != 1:
+                raise ValueError(f"grid points with different schedules are not supported: {sorted(schedules)}")
+            max_epochs, check, patience, batch = schedules.pop()
+            schedule = Schedule(max_epochs, check, patience, batch, config.shuffle, self.maximize)
+        if config.max_epochs is not None:
+            schedule = Schedule(min(schedule.max_epochs, config.max_epochs), schedule.check_every, schedule.patience,
+                                schedule.batch_size, schedule.shuffle, schedule.maximize)
+        return hparams, heads, schedule
+
+    def _validator(self, fold: _Fold):
+        targets = fold.y[fold.valid_rows]
+        if not self.use_scoring:
+            setting = self.settings[0] if self.settings else None
+            return lambda probs, logits: (_loss(logits, targets, self.multilabel), setting)
+        if self.task.embedding_type == "scene":
+            return lambda probs, logits: (self.primary.scene(probs, targets), None)
+        layout, reference = fold.layouts["valid"], fold.references["valid"]
+
+        def validate(probs: np.ndarray, logits: np.ndarray) -> tuple[float, Any]:
+            setting, value = select_postprocessing(layout, probs, reference, self.labels, self.settings,
+                                                   self.primary, self.config.event_backend)
+            return value, setting
+
+        return validate
+
+    def _members(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], seed: int) -> list[Member]:
+        members = []
+        for fold in folds:
+            for index, head in enumerate(heads):
+                members.append(Member(
+                    config=head, init_seed=seed * 1_000_003 + fold.index * 1009 + index,
+                    shuffle_seed=seed * 1_000_003 + fold.index, train_rows=fold.train_rows,
+                    valid_rows=fold.valid_rows, validate=self._validator(fold), data_key=fold.name,
+                ))
+        return members
+
+    def _x_for(self, fold_rows: np.ndarray) -> torch.Tensor:
+        return standardize(self.data.x, fold_rows) if self.config.protocol == "linear" else self.data.x
+
+    def _train(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], schedule: Schedule, seed: int
+               ) -> list[Trained]:
+        if self.config.protocol == "linear":  # standardisation differs per fold: one fold at a time
+            return [t for fold in folds
+                    for t in train_heads(self._members([fold], heads, seed), self._x_for(fold.train_rows),
+                                         self.data.y, schedule, self.multilabel)]
+        return train_heads(self._members(folds, heads, seed), self.data.x, self.data.y, schedule, self.multilabel)
+
+    # ---------------------------------------------------------------- test
+
+    def _test(self, fold: _Fold, trained: Trained) -> dict[str, float]:
+        x = self._x_for(fold.train_rows)
+        rows = torch.as_tensor(fold.test_rows, dtype=torch.long, device=x.device)
+        probs_t, logits_t = predict([trained.state], x[rows], self.multilabel)
+        probs, logits = probs_t[0].cpu().numpy(), logits_t[0].cpu().numpy()
+        targets = fold.y[fold.test_rows]
+        out: dict[str, float] = {"test_loss": _loss(logits, targets, self.multilabel)}
+        metrics: dict[str, float] = {}
+        if self.task.embedding_type == "scene":
+            for name in self.metadata["evaluation"]:
+                metrics[f"test_{name}"] = get_score(name).scene(probs, targets)
+        else:
+            layout, reference = fold.layouts["test"], fold.references["test"]
+            predicted = layout.events(probs, self.labels, trained.extra)
+            for name in self.metadata["evaluation"]:
+                subscores = get_score(name).event(predicted, reference, self.labels, self.config.event_backend)
+                metrics[f"test_{name}"] = next(iter(subscores.values()))
+                metrics.update({f"test_{name}_{sub}": value for sub, value in subscores.items()})
+            if self.config.psds:
+                metrics["test_psds1"] = self._psds(layout, probs, reference, trained.extra)
+        out["test_score"] = metrics[f"test_{self.primary.name}"]
+        out.update(metrics)
+        return out
+
+    def _psds(self, layout: FrameLayout, probs: np.ndarray, reference: EventMap, setting: Any) -> float:
+        points = [layout.events(probs, self.labels, setting, threshold=float(t)) for t in PSDS_THRESHOLDS]
+        duration = self.metadata.get("sample_duration")
+        durations = {}
+        for name, times in zip(layout.files, layout.times, strict=True):
+            ends = [e["end"] for e in reference.get(name, [])]
+            durations[name] = float(duration) if duration else max([times[-1], *ends]) / 1000.0
+        return psds(points, reference, durations, self.labels)
+
+    # ---------------------------------------------------------------- one seed
+
+    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        start = time.time()
+        first = self.folds[0]
+        hparams, heads, schedule = self._candidates(len(first.train_rows))
+        grid = self._train([first], heads, schedule, seed)
+        order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
+        best = order[0]
+        grid_minutes = (time.time() - start) / 60
+        start = time.time()
+        others = self._train(self.folds[1:], [heads[best]], schedule, seed) if len(self.folds) > 1 else []
+        other_minutes = (time.time() - start) / 60
+        per_fold = [grid[best], *others]
+        folds_json: dict[str, Any] = {}
+        kit: dict[str, Any] = {}
+        for fold, trained in zip(self.folds, per_fold, strict=True):
+            results = self._test(fold, trained)
+            setting = dict(trained.extra) if trained.extra is not None else None
+            folds_json[fold.name] = {
+                "scores": {key[5:]: value for key, value in results.items()
+                           if key[5:] in self.metadata["evaluation"] or key == "test_psds1"},
+                "validation_score": trained.best_value, "epoch": trained.epoch,
+                "epochs_run": trained.epochs_run, "postprocessing": setting,
+            }
+            kit[fold.name] = {**results, "validation_score": trained.best_value, "epoch": trained.epoch,
+                              "time_in_min": grid_minutes if fold.index == 0 else other_minutes}
+        if len(self.folds) > 1:
+            kit["aggregated_scores"] = _aggregate([kit[f.name] for f in self.folds])
+        best_setting = per_fold[0].extra
+        kit.update({
+            "hparams": {k: v if isinstance(v, (str, int, float)) else str(v) for k, v in hparams[best].items()},
+            "postprocessing": [list(p) for p in best_setting] if best_setting is not None else [],
+            "score_mode": "max" if self.maximize else "min",
+        })
+        run = {
+            "seed": seed, "selected_hyperparameters": hparams[best],
+            "grid": [{"hyperparameters": h, "validation_score": t.best_value, "epoch": t.epoch}
+                     for h, t in zip(hparams, grid, strict=True)],
+            "folds": folds_json,
+        }
+        return run, kit
+
+
+def _aggregate(fold_results: list[dict[str, float]]) -> dict[str, float]:
+    """The kit's pandas mean and sample std (ddof=1) of every key over folds."""
+    out: dict[str, float] = {}
+    for key in fold_results[0]:
+        values = np.array([r[key] for r in fold_results], dtype=np.float64)
+        out[f"{key}_mean"] = float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
+        out[f"{key}_std"] = float(np.std(values[~np.isnan(values)], ddof=1)) if np.sum(~np.isnan(values)) > 1 \
+            else math.nan
+    return out
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std (ddof=1) and 95 % Student-t interval of the finite values."""
+    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = len(finite)
+    if n == 0:
+        return {"mean": math.nan, "std": math.nan, "ci95": [math.nan, math.nan], "n": 0}
+    mean = float(finite.mean())
+    if n == 1:
+        return {"mean": mean, "std": math.nan, "ci95": [math.nan, math.nan], "n": 1}
+    std = float(finite.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
+
+
+def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskResult:
+    """Train and test probes on one task; see the module docstring for the protocol."""
+    config = config or ProbeConfig()
+    start = time.time()
+    evaluator = _Evaluator(task, config)
+    runs, kits = [], []
+    for seed in config.seeds:
+        run, kit = evaluator.run_seed(seed)
+        runs.append(run)
+        kits.append(kit)
+    metric_names = list(task.metadata["evaluation"])
+    if task.embedding_type == "event" and config.psds:
+        metric_names.append("psds1")
+    scores = {name: summarize([fold["scores"][name] for run in runs for fold in run["folds"].values()])
+              for name in metric_names}
+    primary = task.primary_score
+    return TaskResult(
+        task_name=task.task_name,
+        protocol={"name": config.protocol, "shuffle": config.shuffle, "seeds": list(config.seeds),
+                  "grid_points": config.grid_points if config.protocol == "hear" else None},
+        primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,
+        runs=runs, predicted_scores=kits, probe_seconds=time.time() - start,
+    )
