@@ -15,7 +15,8 @@ Recipe (design: /shared/docs/asit.md §4; the authors released no embedding code
   tokens made of padding are dropped and the last timestamp never exceeds the clip length.
 - **Scene embedding**: ``[CLS ‖ mean of the returned patch tokens]`` (1536-d for ViT-B), averaged over chunks with
   weights = the chunk's real (unpadded) fbank frames.
-- ``blocks``: ``n`` = the last ``n`` blocks (default 1, the last), each after the final norm, concatenated:
+- ``blocks``: ``n`` = the last ``n`` blocks (default 1, the last) or a list of 0-based block indices, each after
+  the final norm, concatenated:
   timestamp ``n * D`` (block-major), scene ``[CLS of each block ‖ patch mean of each block]`` = ``2 n D``.
 - ``precision="bf16"``: the encoder runs under bfloat16 autocast; the fbank is always float32.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +54,9 @@ CHUNKS_PER_FORWARD = 16
 class AsitHear(HearModel):
     """ASiT encoder + Kaldi fbank behind the HEAR API (see the module docstring for the recipe)."""
 
-    def __init__(self, encoder: AsitEncoder, sample_rate: int = 16000, blocks: int = 1, precision: str = "fp32"):
+    def __init__(
+        self, encoder: AsitEncoder, sample_rate: int = 16000, blocks: int | Sequence[int] = 1, precision: str = "fp32"
+    ) -> None:
         super().__init__(precision)
         if sample_rate not in SAMPLE_RATES:
             raise ValueError(f"sample_rate={sample_rate}: ASiT supports {SAMPLE_RATES}")
@@ -144,7 +148,7 @@ def load_model(
     model_file_path: str | os.PathLike[str] | None = None,
     *,
     sample_rate: int = 16000,
-    blocks: int = 1,
+    blocks: int | Sequence[int] = 1,
     precision: str = "fp32",
     random_weights: bool = False,
 ) -> AsitHear:
