@@ -1,7 +1,139 @@
-"""Sub-commands of ``hear-atst`` for this package (placeholder until implemented)."""
+"""``hear-atst embed`` and ``hear-atst eval``.
+
+Errors a user can fix (unknown model or task, missing weights or data, a broken task folder, a foreign cache)
+print one message and exit with code 2, without a traceback. On success the last line of ``eval`` states the
+primary score; progress and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from evaluation.protocol import ProbeConfig
+from evaluation.runner import (
+    DEFAULT_EMBEDDINGS_DIR,
+    DEFAULT_RESULTS_DIR,
+    TASKS_DIR_ENV,
+    default_tasks_dir,
+    embed,
+    load_task_folder,
+    resolve_model,
+    run_eval,
+)
+
+USAGE_ERROR = 2
+T = TypeVar("T")
+
+
+class Protocol(str, Enum):
+    hear = "hear"
+    linear = "linear"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def parse_model_options(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value is parsed as JSON when it is valid JSON (``blocks=1`` -> 1), else kept as text."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run ``action``; a user-fixable error becomes one line on stderr and exit code 2."""
+    try:
+        return action()
+    except (LookupError, OSError, ValueError) as error:  # KeyError/FileNotFoundError/TaskFolderError included
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(USAGE_ERROR) from None
+
+
+def _log(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+ModelOpt = Annotated[str, typer.Option("--model", help="Registered model name (see `hear-atst models`).")]
+TaskOpt = Annotated[str, typer.Option("--task", help="Registered task or alias, task folder name, or its task_name.")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Checkpoint file (else $HEAR_ATST_WEIGHTS).")]
+OptionsOpt = Annotated[list[str] | None, typer.Option(
+    "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")]
+TasksDirOpt = Annotated[Path | None, typer.Option(
+    "--tasks-dir", help=f"Folder of HEAR task folders [default: ${TASKS_DIR_ENV} or ./tasks_data].")]
+EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model and the probes.")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]
+
+
+def embed_command(
+    model: ModelOpt,
+    task: TaskOpt,
+    weights: WeightsOpt = None,
+    model_option: OptionsOpt = None,
+    tasks_dir: TasksDirOpt = None,
+    embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
+    device: DeviceOpt = Device.cpu,
+    precision: PrecisionOpt = Precision.fp32,
+) -> None:
+    """Embed a task in the HEAR kit's layout (cached; an interrupted run resumes)."""
+    setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
+                                       device.value))
+    folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
+    path = _run(lambda: embed(setup, folder, embeddings_dir, log=_log))
+    typer.echo(f"{folder.name} embeddings: {path}")
+
+
+def eval_command(
+    model: ModelOpt,
+    task: TaskOpt,
+    weights: WeightsOpt = None,
+    model_option: OptionsOpt = None,
+    tasks_dir: TasksDirOpt = None,
+    embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json goes.")] = Path(
+        DEFAULT_RESULTS_DIR),
+    protocol: Annotated[Protocol, typer.Option("--protocol", help="hear: the kit's MLP grid; linear: EVAR's probe.")
+                        ] = Protocol.hear,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = 1,
+    no_shuffle: Annotated[bool, typer.Option(
+        "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour).")] = False,
+    device: DeviceOpt = Device.cpu,
+    precision: PrecisionOpt = Precision.fp32,
+) -> None:
+    """Embed (cached) -> probe -> score one task; writes results.json and test.predicted-scores.json."""
+    setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
+                                       device.value))
+    folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
+    probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
+                        device=device.value)
+    outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
+                                    probe=probe, log=_log))
+    _log(f"results: {outcome.results_path}")
+    typer.echo(outcome.summary_line())
+
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the ``hear-atst`` app."""
+    """Add ``embed`` and ``eval`` to the ``hear-atst`` app."""
+    app.command("embed")(embed_command)
+    app.command("eval")(eval_command)

@@ -1,0 +1,132 @@
+"""``run_eval``: model + task -> embeddings (cached) -> probes -> ``results.json`` and the kit's scores file.
+
+Output: ``<results_dir>/<model_id>/<task_folder>/results.json`` (schema in :mod:`evaluation.results`) and
+``test.predicted-scores.json`` (the HEAR kit's file for the first seed, with ``embedding_path``), so numbers
+compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
+from evaluation.protocol import ProbeConfig, TaskResult, evaluate
+from evaluation.results import (
+    PREDICTED_SCORES_FILENAME,
+    RESULTS_FILENAME,
+    RESULTS_SCHEMA,
+    read_results,
+    write_json_atomic,
+)
+from evaluation.taskfolder import TaskFolder
+from hear_atst.checkpoints import sha256_file
+from hear_atst.registry import get_model_spec
+from hear_atst.weights import resolve_weights
+from tasks.registry import resolve_task_folder
+
+TASKS_DIR_ENV = "HEAR_ATST_TASKS"
+DEFAULT_TASKS_DIR = "tasks_data"
+DEFAULT_EMBEDDINGS_DIR = "embeddings"
+DEFAULT_RESULTS_DIR = "results/runs"
+VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "numpy",
+                      "scikit-learn": "scikit-learn", "sed_eval": "sed_eval"}
+
+Log = Callable[[str], None]
+
+
+def default_tasks_dir() -> Path:
+    """``$HEAR_ATST_TASKS`` or ``./tasks_data``."""
+    return Path(os.environ.get(TASKS_DIR_ENV) or DEFAULT_TASKS_DIR)
+
+
+def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, options: dict[str, Any] | None = None,
+                  precision: str = "fp32", device: str = "cpu") -> ModelSetup:
+    """The registered model with its weights file found and hashed (clear errors for unknown names, missing or
+    unexpected weights). ``random_weights=True`` among the options skips the weights (testing only)."""
+    spec = get_model_spec(name)
+    options = dict(options or {})
+    path = None
+    if weights and not spec.needs_weights:
+        raise ValueError(f"model {name} takes no weights file; got --weights {weights}")
+    if spec.needs_weights and not options.get("random_weights"):
+        path = resolve_weights(spec, weights)
+    return ModelSetup(name=spec.name, module=spec.module, options=options, weights=path,
+                      weights_sha256=sha256_file(path) if path else None, precision=precision, device=device)
+
+
+def load_task_folder(task: str, tasks_dir: str | os.PathLike[str]) -> TaskFolder:
+    """Resolve ``task`` (registered name/alias, folder name or metadata ``task_name``) and validate the folder."""
+    return TaskFolder.load(resolve_task_folder(task, Path(tasks_dir)))
+
+
+@dataclass
+class EvalOutcome:
+    results: dict[str, Any]
+    results_path: Path
+    predicted_scores_path: Path
+
+    def summary_line(self) -> str:
+        """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``."""
+        score, n_seeds = self.results["score"], len(self.results["protocol"]["seeds"])
+        n_folds = score["n"] // n_seeds
+        std = "nan" if score["std"] is None else f"{score['std']:.4f}"
+        mean = "nan" if score["mean"] is None else f"{score['mean']:.4f}"
+        return (f"{self.results['task']['name']} {self.results['primary_score']} = {mean} ± {std} "
+                f"({n_folds} folds × {n_seeds} seeds)")
+
+
+def embed(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLike[str],
+          progress: bool = True, log: Log | None = None, batch_seconds: float = DEFAULT_BATCH_SECONDS) -> Path:
+    """The embedding stage alone (cached): the embeddings folder in the kit's layout."""
+    return embed_task(setup, folder, embeddings_dir, batch_seconds=batch_seconds, progress=progress, on_start=log)
+
+
+def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
+             results_dir: str | os.PathLike[str] = DEFAULT_RESULTS_DIR, probe: ProbeConfig | None = None,
+             progress: bool = True, log: Log | None = None) -> EvalOutcome:
+    """Embed (cached), probe and score one task; write ``results.json`` and ``test.predicted-scores.json``."""
+    probe = probe or ProbeConfig()
+    started = time.perf_counter()
+    embeddings_path = embed(setup, folder, embeddings_dir, progress=progress, log=log)
+    embedded = time.perf_counter()
+    task_embeddings = load_task_embeddings(embeddings_path)
+    if log:
+        log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
+    result = evaluate(task_embeddings, probe)
+    finished = time.perf_counter()
+    out_dir = Path(results_dir) / setup.model_id / folder.name
+    results = results_document(setup, folder, result, probe, timing={
+        "embed": embedded - started, "probe": finished - embedded, "total": finished - started})
+    results_path, scores_path = out_dir / RESULTS_FILENAME, out_dir / PREDICTED_SCORES_FILENAME
+    write_json_atomic(scores_path, {**result.to_predicted_scores(0), "embedding_path": str(embeddings_path)})
+    write_json_atomic(results_path, results)
+    return EvalOutcome(results=read_results(results_path), results_path=results_path,
+                       predicted_scores_path=scores_path)
+
+
+def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, probe: ProbeConfig,
+                     timing: dict[str, float]) -> dict[str, Any]:
+    """``results.json`` for one (model, task) run (schema ``hear-atst-results/1``)."""
+    metadata = folder.metadata
+    return {
+        "schema": RESULTS_SCHEMA,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"id": setup.model_id, "name": setup.name, "module": setup.module, "options": setup.options,
+                  "weights": str(setup.weights) if setup.weights else None, "weights_sha256": setup.weights_sha256},
+        "task": {"name": metadata["task_name"], "folder": folder.name, "embedding_type": metadata["embedding_type"],
+                 "prediction_type": metadata["prediction_type"], "split_mode": metadata["split_mode"],
+                 "evaluation": list(metadata["evaluation"])},
+        **result.to_json(),
+        "timing_s": timing,
+        "environment": {**{key: importlib.metadata.version(dist) for key, dist in VERSIONED_PACKAGES.items()},
+                        "python": platform.python_version(), "device": probe.device, "precision": setup.precision},
+    }
+
