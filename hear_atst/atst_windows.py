@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from hear_atst.encoders import load_encoder
 from hear_atst.encoders.atst import PATCH_FRAMES, SIZES, ATSTEncoder, random_encoder
@@ -74,6 +74,8 @@ class ATSTHearModel(HearModel):
         self.frontend = ATSTLogMel()
         self.encoder = encoder
         self.window_tokens = window_tokens
+        if precision == "bf16":
+            cast_linear_weights(encoder, torch.bfloat16)
 
     def resolve_blocks(self, blocks: int | Sequence[int] | None, default: int) -> list[int]:
         """0-based block indices: ``None`` = the last ``default`` blocks (all when ``default`` >= depth)."""
@@ -92,6 +94,15 @@ class ATSTHearModel(HearModel):
     def windows(self, mel: Tensor, blocks: Sequence[int]) -> Iterator[tuple[int, list[Tensor]]]:
         """:func:`encode_windows` of ``mel`` with this model's window length."""
         return encode_windows(self.encoder, mel, self.window_tokens, blocks)
+
+
+def cast_linear_weights(module: nn.Module, dtype: torch.dtype) -> None:
+    """Store every ``nn.Linear`` of ``module`` in ``dtype``: under bfloat16 autocast this gives the same numbers as
+    autocast's per-call weight cast (round to nearest), without re-casting 85 M weights at every call. LayerNorms
+    and the position table stay float32, as autocast keeps them."""
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            child.to(dtype)
 
 
 def encode_windows(
