@@ -201,13 +201,49 @@ PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": 0.3, "alp
 """DCASE 2021-2023 task 4 scenario 1 settings."""
 
 
+def _psds_eval_class() -> type:
+    """psds_eval's ``PSDSEval`` with two static helpers ported to pandas 3 / NumPy 2.
+
+    psds_eval 0.5.3 calls ``DataFrame.fillna(method="ffill")`` (removed in pandas 3) in ``step_curve`` and
+    ``int()`` of a 2-D array (an error in NumPy 2) in ``_auc``. The overrides compute the same values:
+    the step curve (max y per x, cumulative max, outer merge on x, forward fill, then 0) and the area under a
+    step curve up to ``max_x`` (``max_x`` inserted with the preceding y, widths times left heights).
+    """
+    import pandas as pd
+    from psds_eval import PSDSEval, PSDSEvalError
+
+    class _PSDSEval(PSDSEval):
+        @staticmethod
+        def step_curve(x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
+            roc = pd.DataFrame({"x": xp, "y": yp}).groupby("x").agg("max").reset_index().sort_values(by="x")
+            if x.size < roc.x.size:
+                raise PSDSEvalError(f"x: {x.size}, xp: {xp.size}")
+            roc["y"] = roc["y"].cummax()
+            merged = pd.merge(pd.Series(x, name="x"), roc, how="outer", on="x").ffill().fillna(value=0)
+            return merged.y.values
+
+        @staticmethod
+        def _auc(x: np.ndarray, y: np.ndarray, max_x: float | None = None, decreasing_y: bool = False) -> float:
+            if np.any(np.diff(x) < 0) or (not decreasing_y and np.any(np.diff(y) < 0)):
+                raise PSDSEvalError("the curve must be non-decreasing")
+            x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+            max_x = float(x.max()) if max_x is None else float(max_x)
+            if max_x not in x:
+                position = int(np.searchsorted(x, max_x))
+                x = np.insert(x, position, max_x)
+                y = np.insert(y, position, y[position - 1])
+            valid = x <= max_x
+            return float(np.sum(np.diff(x[valid]) * y[valid][:-1]))
+
+    return _PSDSEval
+
+
 def psds(
     operating_points: Sequence[EventMap], reference: EventMap, durations_s: Mapping[str, float],
     labels: Sequence[Any], settings: Mapping[str, float] = PSDS1,
 ) -> float:
     """Polyphonic Sound Detection Score over a set of operating points (one event map per threshold)."""
     import pandas as pd
-    from psds_eval import PSDSEval
 
     def frame(events: EventMap) -> pd.DataFrame:
         rows = [(name, e["start"] / 1000.0, e["end"] / 1000.0, str(e["label"]))
@@ -215,7 +251,7 @@ def psds(
         return pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
 
     metadata = pd.DataFrame(sorted(durations_s.items()), columns=["filename", "duration"])
-    evaluator = PSDSEval(
+    evaluator = _psds_eval_class()(
         dtc_threshold=settings["dtc_threshold"], gtc_threshold=settings["gtc_threshold"],
         cttc_threshold=settings["cttc_threshold"], ground_truth=frame(reference), metadata=metadata,
         class_names=[str(label) for label in labels],

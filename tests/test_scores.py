@@ -1,0 +1,130 @@
+"""Scene and event scores against sklearn/sed_eval on real predictions, and the kit's NaN rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from probe_helpers import dcase_scenes, dcase_task, esc10_task, least_squares_probabilities
+from scipy import stats
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from evaluation.events import FrameLayout, postprocessing_settings
+from evaluation.scores import SCORES, chroma_acc, get_score, psds
+
+
+@pytest.fixture(scope="module")
+def esc_predictions(data_dir):
+    task = esc10_task(data_dir)
+    test = task.splits["fold03"]
+    index = {label: i for i, label in enumerate(task.label_vocabulary)}
+
+    def onehot(split):
+        y = np.zeros((len(split.labels), len(index)))
+        y[np.arange(len(split.labels)), [index[row[0]] for row in split.labels]] = 1
+        return y
+
+    train = [task.splits[f"fold0{k}"] for k in range(3)]
+    x = np.vstack([np.hstack([s.embeddings, np.ones((len(s.labels), 1))]) for s in train])
+    weights = np.linalg.lstsq(x, np.vstack([onehot(s) for s in train]), rcond=None)[0]
+    logits = np.hstack([test.embeddings, np.ones((len(test.labels), 1))]) @ weights
+    probabilities = np.exp(logits * 5) / np.exp(logits * 5).sum(axis=1, keepdims=True)
+    return probabilities, onehot(test)
+
+
+def test_scene_scores_match_kit_definitions(esc_predictions):
+    predictions, targets = esc_predictions
+    loop_top1 = sum(np.argmax(p) == np.argmax(t) for p, t in zip(predictions, targets, strict=True)) / len(targets)
+    assert get_score("top1_acc").scene(predictions, targets) == loop_top1
+    assert get_score("pitch_acc").scene(predictions, targets) == loop_top1
+    assert 0.3 < loop_top1 < 1.0  # real, imperfect predictions
+    assert get_score("mAP").scene(predictions, targets) == average_precision_score(targets, predictions, average="macro")
+    assert get_score("aucroc").scene(predictions, targets) == roc_auc_score(targets, predictions, average="macro")
+    per_class = roc_auc_score(targets, predictions, average=None)
+    assert get_score("d_prime").scene(predictions, targets) == pytest.approx(
+        np.mean(stats.norm().ppf(per_class) * np.sqrt(2.0)), abs=0, rel=1e-15)
+
+
+def test_nan_rules_for_auc_scores(esc_predictions):
+    predictions, targets = esc_predictions
+    missing = targets[:, 0] == 0  # drop every row of class 0: roc_auc_score raises, the kit returns NaN
+    assert math.isnan(get_score("aucroc").scene(predictions[missing], targets[missing]))
+    assert math.isnan(get_score("d_prime").scene(predictions[missing], targets[missing]))
+
+
+def test_chroma_accuracy_ignores_octaves():
+    targets = np.eye(24)[[0, 13, 5]]
+    predictions = np.eye(24)[[12, 1, 6]]
+    assert chroma_acc(predictions, targets) == pytest.approx(2 / 3)
+    assert get_score("top1_acc").scene(predictions, targets) == 0.0
+
+
+def test_unknown_score_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown score 'f1'"):
+        get_score("f1")
+
+
+@pytest.fixture(scope="module")
+def dcase_predictions(tools_dir, tmp_path_factory):
+    task = dcase_task(dcase_scenes(tools_dir, tmp_path_factory.mktemp("dcase")))
+    probabilities = least_squares_probabilities(task, "train", "test")
+    split = task.splits["test"]
+    layout = FrameLayout.from_rows(split.filenames, split.timestamps)
+    return task, layout, probabilities
+
+
+@pytest.mark.parametrize("name", ["event_onset_200ms_fms", "event_onset_50ms_fms", "segment_1s_er"])
+def test_fast_event_scores_equal_sed_eval_on_real_predictions(dcase_predictions, name):
+    task, layout, probabilities = dcase_predictions
+    labels = task.label_vocabulary
+    reference = task.events["test"]
+    spec = SCORES[name]
+    checked = 0
+    for threshold in (0.15, 0.3, 0.5):
+        for setting in postprocessing_settings(task.metadata):
+            predicted = layout.events(probabilities, labels, setting, threshold=threshold)
+            assert spec.event(predicted, reference, labels, "fast") == spec.event(predicted, reference, labels,
+                                                                                  "sed_eval")
+            checked += sum(len(v) for v in predicted.values())
+    assert checked > 100  # the comparison saw many real predicted events
+
+
+def test_event_scores_edge_cases_equal_sed_eval():
+    labels = ["a", "b"]
+    reference = {"f1.wav": [{"label": "a", "start": 1000.0, "end": 2000.0}], "f2.wav": []}
+    cases = [
+        {"f1.wav": [], "f2.wav": []},  # nothing detected: precision and F are NaN
+        {"f1.wav": [{"label": "b", "start": 1000.0, "end": 1500.0}], "f2.wav": []},  # wrong label
+        {"f1.wav": [{"label": "a", "start": 1200.0, "end": 1300.0}],  # exactly on the 200 ms collar
+         "f2.wav": [{"label": "a", "start": 0.0, "end": 120.0}]},
+    ]
+    for predicted in cases:
+        for name in ("event_onset_200ms_fms", "segment_1s_er"):
+            fast = SCORES[name].event(predicted, reference, labels, "fast")
+            slow = SCORES[name].event(predicted, reference, labels, "sed_eval")
+            assert fast.keys() == slow.keys()
+            for key in fast:
+                assert fast[key] == slow[key] or (math.isnan(fast[key]) and math.isnan(slow[key]))
+    nothing = SCORES["event_onset_200ms_fms"].event(cases[0], reference, labels)
+    assert math.isnan(nothing["f_measure"]) and nothing["recall"] == 0.0
+
+
+def test_psds_of_oracle_and_half_oracle_predictions(dcase_predictions):
+    task, layout, _ = dcase_predictions
+    labels, reference, split = task.label_vocabulary, task.events["test"], task.splits["test"]
+    oracle = np.zeros((len(split.labels), len(labels)))
+    for row, active in enumerate(split.labels):
+        oracle[row, [labels.index(label) for label in active]] = 1.0
+    half = oracle.copy()
+    half[np.isin(split.filenames, layout.files[: len(layout.files) // 2])] = 0.0  # miss every event of half the files
+    setting = postprocessing_settings(task.metadata)[0]
+    durations = dict.fromkeys(layout.files, 30.0)
+    thresholds = np.linspace(0.05, 0.95, 10)
+
+    def value(probabilities):
+        return psds([layout.events(probabilities, labels, setting, threshold=t) for t in thresholds], reference,
+                    durations, labels)
+
+    assert value(oracle) == pytest.approx(1.0)
+    assert 0.3 < value(half) < 0.7
