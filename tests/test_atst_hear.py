@@ -1,0 +1,262 @@
+"""The ATST HEAR modules (atst_frame, atst_clip, atst_c2f) against the authors' reference outputs and on real audio."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import soundfile as sf
+import torch
+from atst_helpers import fixture, write_c2f_checkpoint
+
+from hear_atst import atst_c2f, atst_clip, atst_frame
+from hear_atst.checkpoints import CheckpointError
+from hear_atst.encoders import load_encoder
+from hear_atst.frontends.atst_mel import ATSTLogMel
+from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError
+
+ATOL = 1e-5  # fixtures README: float32 re-implementation tolerance
+
+
+@pytest.fixture(scope="module")
+def fx(fixtures_dir):
+    names = ("audio", "atst_mel", "expected_atst_frame", "expected_atst_clip")
+    return {name: fixture(fixtures_dir, name) for name in names}
+
+
+@pytest.fixture(scope="module")
+def frame_ckpt(fixtures_dir):
+    return str(fixtures_dir / "atst_frame_lightning.ckpt")
+
+
+@pytest.fixture(scope="module")
+def frame_model(frame_ckpt):
+    return atst_frame.load_model(frame_ckpt)
+
+
+def audio_of(fx, clip):
+    return fx["audio"]["sr16000"][clip].unsqueeze(0)
+
+
+def centres(n_tokens):
+    return 40.0 * torch.arange(n_tokens, dtype=torch.float32) + 15.0
+
+
+# --- ATST-Frame -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clip", ["a_0p73s", "a_5p20s", "a_9p97s"])
+def test_frame_equals_reference_get_intermediate_layers(fx, frame_ckpt, frame_model, clip):
+    """Default = every block (n=12 -> both fixture blocks); blocks=1 = the last; scene = token mean."""
+    expected = fx["expected_atst_frame"]["single"][clip]
+    audio = audio_of(fx, clip)
+    embeddings, timestamps = atst_frame.get_timestamp_embeddings(audio, frame_model)
+    torch.testing.assert_close(embeddings, expected["n2_frames"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(atst_frame.get_scene_embeddings(audio, frame_model), expected["n2_scene"],
+                               atol=ATOL, rtol=0)
+    assert torch.equal(timestamps[0], centres(expected["n2_frames"].shape[1]))
+    last = atst_frame.load_model(frame_ckpt, blocks=1)
+    assert last.timestamp_embedding_size == last.scene_embedding_size == 192
+    torch.testing.assert_close(atst_frame.get_timestamp_embeddings(audio, last)[0], expected["n1_frames"],
+                               atol=ATOL, rtol=0)
+    torch.testing.assert_close(atst_frame.get_scene_embeddings(audio, last), expected["n1_scene"], atol=ATOL, rtol=0)
+
+
+def test_frame_long_clip_first_window_is_embedding_py_and_later_windows_are_aligned(fx, frame_model):
+    """13.1 s = 1311 frames = 327 tokens: window 0 = frames 0..999 is the reference's first 1001-frame chunk (which
+    drops frame 1000); window 1 starts at frame 1000 exactly, where the reference's second chunk starts at 1001."""
+    reference = fx["expected_atst_frame"]["embedding_py"]["a_13p10s"]
+    mel = fx["atst_mel"]["a_13p10s"].unsqueeze(0)
+    embeddings, timestamps = atst_frame.get_timestamp_embeddings(audio_of(fx, "a_13p10s"), frame_model)
+    assert embeddings.shape == reference["timestamp_embedding"].shape == (1, 327, 384)
+    torch.testing.assert_close(embeddings[:, :250], reference["timestamp_embedding"][:, :250], atol=ATOL, rtol=0)
+    encoder = frame_model.encoder
+    aligned = torch.cat(encoder.forward_blocks(mel[..., 1000:1308], None, [0, 1]), dim=-1)
+    torch.testing.assert_close(embeddings[:, 250:], aligned, atol=ATOL, rtol=0)
+    shifted = torch.cat(encoder.forward_blocks(mel[..., 1001:1309], None, [0, 1]), dim=-1)
+    torch.testing.assert_close(reference["timestamp_embedding"][:, 250:], shifted, atol=ATOL, rtol=0)
+    assert (embeddings[:, 250:] - shifted).abs().max() > 0.1  # the reference's 10 ms shift is not reproduced
+    assert torch.equal(timestamps[0], centres(327))
+    scene = atst_frame.get_scene_embeddings(audio_of(fx, "a_13p10s"), frame_model)
+    torch.testing.assert_close(scene, embeddings.sum(dim=1) / (327 + 1e-6), atol=ATOL, rtol=0)
+
+
+def test_token_centre_is_the_centre_of_the_samples_it_reads():
+    """Token i reads frames 4i..4i+3, frame j the samples 160j - 511 .. 160j + 511 (periodic Hann: the first of its
+    1024 coefficients is 0), so token i reads 640i - 511 .. 640i + 991: centred on sample 640i + 240 = 40i + 15 ms."""
+    audio = torch.randn(1, 16000, requires_grad=True)
+    token = 5
+    power = ATSTLogMel().power_mel(audio)[..., 4 * token : 4 * token + 4]
+    (grad,) = torch.autograd.grad(power.sum(), audio)
+    support = torch.nonzero(grad[0]).flatten()
+    first, last = int(support[0]), int(support[-1])
+    assert (first, last) == (640 * token - 511, 640 * token + 3 * 160 + 511)
+    assert (first + last) / 2 / 16 == centres(token + 1)[-1]
+
+
+# --- ATST-Clip -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", ["atst_clip_lightning.ckpt", "atst_clip_dino.ckpt"])
+def test_clip_equals_reference_on_one_chunk(fx, fixtures_dir, checkpoint):
+    """<= 600 frames: scene = get_intermediate_layers_chunks (CLS parts then mean parts), timestamp = the last
+    block's patch tokens (get_intermediate_layers(n=1) without CLS); both official archive layouts."""
+    model = atst_clip.load_model(str(fixtures_dir / checkpoint))
+    last = atst_clip.load_model(str(fixtures_dir / checkpoint), blocks=1)
+    assert (model.scene_embedding_size, model.timestamp_embedding_size, last.scene_embedding_size) == (768, 192, 384)
+    for clip in ("a_0p73s", "a_5p20s"):
+        expected = fx["expected_atst_clip"]["single"][clip]
+        audio = audio_of(fx, clip)
+        torch.testing.assert_close(atst_clip.get_scene_embeddings(audio, model), expected["chunks_n2"],
+                                   atol=ATOL, rtol=0)
+        torch.testing.assert_close(atst_clip.get_scene_embeddings(audio, last), expected["chunks_n1"],
+                                   atol=ATOL, rtol=0)
+        embeddings, timestamps = atst_clip.get_timestamp_embeddings(audio, model)
+        torch.testing.assert_close(embeddings, expected["intermediate_n1"][:, 1:], atol=ATOL, rtol=0)
+        assert torch.equal(timestamps[0], centres(embeddings.shape[1]))
+
+
+def test_clip_long_input_pools_windows_as_documented(fx, fixtures_dir):
+    """1311 frames -> windows of 600, 600, 108 frames (150, 150, 27 tokens): CLS part = token-weighted mean of the
+    windows' CLS tokens, mean part = mean over all 327 tokens; timestamps = the windows' patch tokens in order."""
+    model = atst_clip.load_model(str(fixtures_dir / "atst_clip_lightning.ckpt"))
+    mel = fx["atst_mel"]["a_13p10s"].unsqueeze(0)
+    windows = [model.encoder.forward_blocks(mel[..., a:b], None, [0, 1]) for a, b in ((0, 600), (600, 1200),
+                                                                                     (1200, 1308))]
+    counts = torch.tensor([150.0, 150.0, 27.0])
+    cls = [sum(n * w[b][:, 0] for n, w in zip(counts, windows, strict=True)) / 327 for b in (0, 1)]
+    means = [sum(w[b][:, 1:].sum(dim=1) for w in windows) / (327 + 1e-6) for b in (0, 1)]
+    scene = atst_clip.get_scene_embeddings(audio_of(fx, "a_13p10s"), model)
+    torch.testing.assert_close(scene, torch.cat(cls + means, dim=-1), atol=ATOL, rtol=0)
+    embeddings, _ = atst_clip.get_timestamp_embeddings(audio_of(fx, "a_13p10s"), model)
+    torch.testing.assert_close(embeddings, torch.cat([w[1][:, 1:] for w in windows], dim=1), atol=ATOL, rtol=0)
+    # The reference's chunk-averaging quirk is not reproduced (documented deviation):
+    assert (scene - fx["expected_atst_clip"]["multi_chunk"]["a_13p10s"]["chunks_n2"]).abs().max() > 0.1
+
+
+# --- ATST-C2F --------------------------------------------------------------------------------------------------------
+
+
+def test_c2f_reads_the_student_of_a_distillation_archive(fx, fixtures_dir, tmp_path):
+    """Default n=1 (C2F recipe): the last block per token; scene = token mean."""
+    path = write_c2f_checkpoint(fixtures_dir, tmp_path / "c2f.ckpt")
+    model = atst_c2f.load_model(str(path))
+    expected = fx["expected_atst_frame"]["single"]["a_5p20s"]
+    audio = audio_of(fx, "a_5p20s")
+    assert model.timestamp_embedding_size == model.scene_embedding_size == 192
+    torch.testing.assert_close(atst_c2f.get_timestamp_embeddings(audio, model)[0], expected["n1_frames"],
+                               atol=ATOL, rtol=0)
+    torch.testing.assert_close(atst_c2f.get_scene_embeddings(audio, model), expected["n1_scene"], atol=ATOL, rtol=0)
+
+
+# --- lengths, batches, precision, options ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_samples", [1, 100, 512, 513, 639, 640, 1120])
+def test_any_length_of_at_least_one_sample(frame_model, n_samples):
+    """Short audio is zero-padded to 513 samples (4 frames = one token, centred at 15 ms)."""
+    audio = torch.rand(2, n_samples) * 2 - 1
+    embeddings, timestamps = atst_frame.get_timestamp_embeddings(audio, frame_model)
+    n_tokens = (max(n_samples, 513) // 160 + 1) // 4
+    assert embeddings.shape == (2, n_tokens, 384) and bool(torch.isfinite(embeddings).all())
+    assert torch.equal(timestamps, centres(n_tokens).expand(2, -1))
+    assert atst_frame.get_scene_embeddings(audio, frame_model).shape == (2, 384)
+
+
+def speech_commands(data_dir, n):
+    files = sorted((data_dir / "speech_commands_small").rglob("*.wav"))[:n]
+    clips = [torch.from_numpy(sf.read(f, dtype="float32")[0]) for f in files]
+    assert all(sf.info(f).samplerate == 16000 for f in files)
+    return clips
+
+
+@pytest.mark.parametrize("module", ["atst_frame", "atst_clip", "atst_c2f"])
+def test_clip_alone_equals_clip_in_a_padded_batch(data_dir, fixtures_dir, fx, tmp_path, module):
+    """Real speech clips zero-padded to a common length (as heareval does); each one alone gives the same output."""
+    path = {"atst_frame": fixtures_dir / "atst_frame_lightning.ckpt",
+            "atst_clip": fixtures_dir / "atst_clip_lightning.ckpt",
+            "atst_c2f": write_c2f_checkpoint(fixtures_dir, tmp_path / "c2f.ckpt")}[module]
+    hear = {"atst_frame": atst_frame, "atst_clip": atst_clip, "atst_c2f": atst_c2f}[module]
+    model = hear.load_model(str(path))
+    clips = [*speech_commands(data_dir, 3), audio_of(fx, "a_13p10s")[0]]  # 13.1 s: several windows
+    length = max(len(c) for c in clips)
+    batch = torch.stack([torch.nn.functional.pad(c, (0, length - len(c))) for c in clips])
+    scenes = hear.get_scene_embeddings(batch, model)
+    stamps = hear.get_timestamp_embeddings(batch, model)[0]
+    for index in range(len(clips)):
+        alone = batch[index : index + 1]
+        torch.testing.assert_close(hear.get_scene_embeddings(alone, model), scenes[index : index + 1],
+                                   atol=ATOL, rtol=1e-5)
+        torch.testing.assert_close(hear.get_timestamp_embeddings(alone, model)[0], stamps[index : index + 1],
+                                   atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("hear", "checkpoint"), [(atst_frame, "atst_frame_lightning.ckpt"),
+                                                  (atst_clip, "atst_clip_lightning.ckpt")])
+def test_bf16_within_two_percent_of_fp32(data_dir, fixtures_dir, hear, checkpoint):
+    """precision="bf16": encoder under bfloat16 autocast, front-end in float32, float32 outputs."""
+    audio = torch.stack([c[:16000] for c in speech_commands(data_dir, 4) if len(c) >= 16000])
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        model = hear.load_model(str(fixtures_dir / checkpoint), precision=precision)
+        outputs[precision] = (hear.get_scene_embeddings(audio, model), hear.get_timestamp_embeddings(audio, model)[0])
+    for fp32, bf16 in zip(outputs["fp32"], outputs["bf16"], strict=True):
+        assert bf16.dtype == torch.float32
+        error = float((bf16 - fp32).norm() / fp32.norm())
+        assert 0 < error < 0.02
+
+
+def test_block_selection_by_indices(fx, frame_ckpt):
+    model = atst_frame.load_model(frame_ckpt, blocks=[0])
+    expected = fx["expected_atst_frame"]["single"]["a_0p73s"]["n2_frames"][..., :192]
+    torch.testing.assert_close(atst_frame.get_timestamp_embeddings(audio_of(fx, "a_0p73s"), model)[0], expected,
+                               atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"blocks": 3}, "choose 1..2"),
+    ({"blocks": [2]}, "within 0..1"),
+    ({"precision": "fp16"}, "precision='fp16'"),
+    ({"size": "base"}, "only applies with random_weights=True"),
+    ({"random_weights": True, "size": "base"}, "not both"),
+])
+def test_bad_options_are_refused(frame_ckpt, options, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        atst_frame.load_model(frame_ckpt, **options)
+
+
+def test_random_weights_only_when_asked_and_with_a_size(monkeypatch):
+    monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)
+    with pytest.raises(ValueError, match="needs size="):
+        atst_clip.load_model(random_weights=True)
+    model = atst_clip.load_model(random_weights=True, size="small")
+    again = atst_clip.load_model(random_weights=True, size="small")
+    assert (model.scene_embedding_size, model.timestamp_embedding_size) == (2 * 12 * 384, 384)
+    assert torch.equal(model.encoder.pos_embed, again.encoder.pos_embed)  # seeded
+
+
+@pytest.mark.parametrize(("hear", "where"), [(atst_frame, "1bGJSZWlAIIJ6GL5Id5dW0PTB72DL-QDQ"),
+                                             (atst_clip, "atst/base.ckpt"), (atst_c2f, "train_distill.py")])
+def test_missing_weights_say_where_to_get_them(monkeypatch, hear, where):
+    monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)
+    with pytest.raises(WeightsNotFoundError) as error:
+        hear.load_model()
+    message = str(error.value)
+    assert where in message and WEIGHTS_DIR_ENV in message and "random_weights=True" in message
+
+
+def test_weights_directory_from_the_environment(monkeypatch, fixtures_dir, tmp_path, fx):
+    shutil.copy(fixtures_dir / "atst_frame_lightning.ckpt", tmp_path / "atstframe_base.ckpt")
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
+    model = atst_frame.load_model(blocks=1)
+    expected = fx["expected_atst_frame"]["single"]["a_0p73s"]["n1_scene"]
+    torch.testing.assert_close(atst_frame.get_scene_embeddings(audio_of(fx, "a_0p73s"), model), expected,
+                               atol=ATOL, rtol=0)
+
+
+def test_clip_and_frame_checkpoints_are_not_interchangeable(fixtures_dir):
+    with pytest.raises(CheckpointError):
+        atst_clip.load_model(str(fixtures_dir / "atst_frame_lightning.ckpt"))
+    with pytest.raises(ValueError, match="CLS"):
+        atst_clip.ATSTClipModel(load_encoder(fixtures_dir / "atst_frame_lightning.ckpt", "atst_frame"), None, None,
+                                "fp32")
