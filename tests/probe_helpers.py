@@ -60,11 +60,12 @@ def _read_mono(path: Path) -> np.ndarray:
 
 @functools.cache
 def esc10_task(data_dir: Path) -> TaskEmbeddings:
-    """ESC-10 as the kit's 5-fold scene task; embedding = mean and std of the clip's log-mel (80 dims).
+    """Half of ESC-10 (every other clip: 200 clips, 40 per fold) as the kit's 5-fold scene task;
+    embedding = mean and std of the clip's log-mel (80 dims).
 
     Cached per process: treat the result as read-only.
     """
-    clips = sorted((data_dir / "esc10").glob("*/*.ogg"))
+    clips = sorted((data_dir / "esc10").glob("*/*.ogg"))[::2]
     labels = sorted({clip.parent.name.split(" - ", 1)[1] for clip in clips})
     rows: dict[str, tuple[list, list, list]] = {f"fold0{k}": ([], [], []) for k in range(5)}
     for clip in clips:
