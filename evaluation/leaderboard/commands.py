@@ -1,7 +1,79 @@
-"""Sub-commands of ``hear-atst`` for this package (placeholder until implemented)."""
+"""``hear-atst leaderboard`` (aggregate runs next to the published tables) and ``hear-atst regress`` (the CI gate)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from evaluation.leaderboard.regress import (
+    gate,
+    load_regression,
+    render_gate,
+    resolve_shared,
+    run_suite,
+    updated_document,
+)
+from evaluation.leaderboard.report import write_leaderboard
+from evaluation.results import write_json_atomic
+
+SHARED_HELP = "The shared data folder (default: $HEAR_ATST_SHARED, else ../shared relative to the baseline file)."
+WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
+
+
+def leaderboard_command(
+    results_dir: Annotated[Path, typer.Option(help="Scanned for **/results.json.")] = Path("results/runs"),
+    published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv).")] = Path("results/published"),
+    out: Annotated[Path, typer.Option(help="Where leaderboard.csv/.md/.html are written.")] = Path("results"),
+    all_runs: Annotated[bool, typer.Option(help="Keep every run, not only the latest per key.")] = False,
+    html: Annotated[bool, typer.Option(help="Also write the self-contained leaderboard.html.")] = False,
+) -> None:
+    """Aggregate every run under --results-dir into leaderboard.csv / leaderboard.md (and .html), next to the
+    published rows; a published row is ranked with a run only when protocol and metric are the same."""
+    try:
+        files = write_leaderboard(results_dir, published, out, latest_only=not all_runs, with_html=html)
+    except (FileNotFoundError, ValueError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    written = [files.csv, files.markdown, *([files.html] if files.html else [])]
+    typer.echo(f"{len(files.runs)} runs -> " + ", ".join(str(path) for path in written))
+
+
+def regress_command(
+    baseline: Annotated[Path, typer.Option(help="The suite and its recorded baseline.")] = Path(
+        "results/regression.json"
+    ),
+    update: Annotated[bool, typer.Option(help="Record this run as the new baseline (deliberately).")] = False,
+    shared: Annotated[Path | None, typer.Option(help=SHARED_HELP)] = None,
+    work_dir: Annotated[Path | None, typer.Option(help=WORK_HELP)] = None,
+) -> None:
+    """Re-run the small real benchmark of --baseline; fail with a table when a score falls below its baseline by
+    more than its tolerance or when a run is not deterministic."""
+    suite, recorded, document = load_regression(baseline)
+    shared_dir = resolve_shared(suite, baseline, shared)
+    if work_dir is not None and work_dir.exists() and any(work_dir.iterdir()):
+        raise typer.BadParameter(f"{work_dir} is not empty: the gate needs a fresh run", param_hint="--work-dir")
+    work = work_dir or Path(tempfile.mkdtemp(prefix="hear-atst-regress-"))
+    try:
+        run = run_suite(suite, shared_dir, work, log=typer.echo)
+    finally:
+        if work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    typer.echo(f"suite ran in {run.seconds:.0f} s")
+    if update:
+        write_json_atomic(baseline, updated_document(document, suite, run))
+        typer.echo(f"baseline recorded in {baseline}")
+        recorded = load_regression(baseline)[1]
+    rows = gate(suite, recorded, run)
+    typer.echo(render_gate(rows))
+    if any(row.failed for row in rows):
+        raise typer.Exit(1)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the ``hear-atst`` app."""
+    """Add ``leaderboard`` and ``regress`` to the ``hear-atst`` app."""
+    app.command("leaderboard")(leaderboard_command)
+    app.command("regress")(regress_command)
