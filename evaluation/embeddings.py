@@ -75,20 +75,21 @@ class ModelSetup:
     device: str = "cpu"
 
     def _name_options(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {} if self.precision == "fp32" else {"precision": self.precision}
-        if self.weights_sha256:
-            extra["weights"] = self.weights_sha256[:12]
-        return {**self.options, **extra}
+        """The options that name results: load_model's, plus the precision when it is not fp32."""
+        return {**self.options, **({} if self.precision == "fp32" else {"precision": self.precision})}
 
     @property
     def model_id(self) -> str:
-        """Results folder name: ``<name><-k=v ...>``, e.g. ``atst_frame-blocks=1-weights=3fa2b1c4d5e6``."""
+        """Results folder name: ``<name><-k=v ...>``, e.g. ``atst_frame-blocks=1`` (the weights' hash is in
+        ``results.json``, not in this name)."""
         return self.name + options_suffix(self._name_options())
 
     @property
     def embeddings_dirname(self) -> str:
-        """The kit's embeddings folder name: ``<module><-k=v ...>``."""
-        return self.module + options_suffix(self._name_options())
+        """The kit's embeddings folder name ``<module><-k=v ...>``, plus ``-weights=<sha256[:12]>`` when a weights
+        file is used, so embeddings of two checkpoints never share a folder."""
+        weights = {"weights": self.weights_sha256[:12]} if self.weights_sha256 else {}
+        return self.module + options_suffix({**self._name_options(), **weights})
 
     def identity(self, folder: TaskFolder) -> dict[str, Any]:
         """What must match for cached embeddings to be reused (the sample rate follows from these)."""
