@@ -46,6 +46,7 @@ TIMESTAMP_LENGTHS_S = (1.07, 1.98, 4.0)  # hear-validator's clip lengths
 SCENE_LENGTH_S = 2.74
 MAX_SPACING_ERROR_MS = 1.0
 LONG_SECONDS = 1200.0  # HEAR: up to 20 minutes of audio
+MIN_LONG_SECONDS = 60.0  # four bursts, 12 s apart, in the last minute
 HEAR_MEMORY_LIMIT = 16 * 2**30  # HEAR: 20 minutes within 16 GB
 FIXED_MEMORY_ALLOWANCE = 2**30  # weights-independent working memory on top of audio and outputs
 NOISE_LEVEL = 0.01
@@ -100,6 +101,8 @@ def validate_module(
 
     Returns the results in order; a failed prerequisite (import, API, loading) ends the run early.
     """
+    if long_seconds < MIN_LONG_SECONDS:
+        raise ValueError(f"long_seconds={long_seconds:g}: the long-audio check needs at least {MIN_LONG_SECONDS:g} s")
     report = _Report()
     module_name = resolve_module_name(module_name)
     try:
@@ -312,7 +315,7 @@ def _check_long_audio(report: _Report, probe: _Probe, seconds: float, memory_lim
     report.add("long-audio-grid", not problems, "; ".join(problems) or
                f"{stamps.shape[1]} timestamps on {first:g} + i*{hop:.4g} ms to {float(stamps[0, -1]):.1f} ms")
     end_ms = 1000 * seconds
-    times = [end_ms - 5 * BURST_SPACING_MS + BURST_SPACING_MS * k + 7.3 * k for k in range(4)]  # the last minute
+    times = [end_ms - BURST_SPACING_MS * (4 - k) + 7.3 * k for k in range(4)]  # the last minute
     errors = probe.locate_bursts(quiet, times, base=embeddings)
     worst = max(abs(e) for e in errors)
     report.add("long-audio-drift", worst <= hop, f"bursts near the end found "
@@ -329,18 +332,22 @@ def _compare(name: str, alone: Tensor, in_batch: Tensor, tolerance: float) -> tu
 
 def _check_batch_invariance(report: _Report, probe: _Probe, precision: str) -> None:
     tolerance = BF16_TOLERANCE if precision == "bf16" else FP32_TOLERANCE
-    clip = probe.add_bursts(probe.noise(1, 3.0, level=0.1, seed=SEED + 1), [700.0, 1900.0])
-    loud = probe.noise(1, 3.0, level=1.0, seed=SEED + 2)
+    n = int(3.0 * probe.sample_rate)
+    clip = probe.add_bursts(probe.noise(1, 3.0, level=0.1, seed=SEED + 1), [700.0, 2500.0])
+    clip[:, n // 3 : n // 2] = 0.0  # digital silence: its level depends on the clip's own loudest frame
+    t = torch.arange(n, dtype=torch.float64) / probe.sample_rate
+    loud = (torch.sin(2 * math.pi * 1000.0 * t).float() * 0.9 + probe.noise(1, 3.0, level=0.1, seed=SEED + 2)[0])
     padded = torch.zeros_like(clip)
-    padded[:, : clip.shape[1] // 3] = probe.noise(1, 1.0, level=NOISE_LEVEL, seed=SEED + 3)[:, : clip.shape[1] // 3]
-    batch = torch.cat([loud, clip, padded])
+    padded[:, : n // 3] = probe.noise(1, 1.0, level=NOISE_LEVEL, seed=SEED + 3)[:, : n // 3]
+    batch = torch.cat([loud.unsqueeze(0), clip, padded])
     details, ok = [], True
     for name, call in (("timestamp", lambda a: probe.timestamp(a)[0]), ("scene", probe.scene)):
-        good, detail = _compare(name, call(clip)[0], call(batch)[1], tolerance)
-        ok &= good
-        details.append(detail)
-    report.add("batch-invariance", ok, "clip alone vs 2nd of a batch with a loud and a zero-padded quiet clip: "
-               + "; ".join(details))
+        together = call(batch)
+        for index, label in ((1, "clip"), (2, "zero-padded clip")):
+            good, detail = _compare(f"{name} {label}", call(batch[index : index + 1])[0], together[index], tolerance)
+            ok &= good
+            details.append(detail)
+    report.add("batch-invariance", ok, "alone vs in a batch with a loud clip: " + "; ".join(details))
 
 
 def _check_determinism(report: _Report, probe: _Probe) -> None:
@@ -365,13 +372,18 @@ def validate_command(
     weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file passed to load_model.")] = None,
     model_option: Annotated[list[str] | None, typer.Option(
         "--model-option", help="KEY=VALUE passed to load_model (VALUE parsed as JSON when valid), repeatable.")] = None,
-    long_seconds: Annotated[float, typer.Option("--long-seconds", help="Length of the long-audio check.")
-                            ] = LONG_SECONDS,
+    long_seconds: Annotated[float, typer.Option("--long-seconds", min=MIN_LONG_SECONDS,
+                                                help="Length of the long-audio check.")] = LONG_SECONDS,
 ) -> None:
     """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
     from evaluation.commands import parse_model_options
 
-    results = validate_module(module, weights, long_seconds=long_seconds, **parse_model_options(model_option))
+    try:
+        options = parse_model_options(model_option)
+    except ValueError as error:
+        Console(stderr=True).print(f"error: {error}", markup=False)
+        raise typer.Exit(2) from None
+    results = validate_module(module, weights, long_seconds=long_seconds, **options)
     table = Table(title=f"hear-atst validate {module}")
     for column in ("check", "status", "detail"):
         table.add_column(column, overflow="fold")
