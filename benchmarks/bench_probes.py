@@ -1,0 +1,296 @@
+"""Probe-stage speed: ``evaluation.protocol.evaluate`` vs the kit's protocol run one configuration at a time.
+
+The reference below is written plainly on purpose (not in the package): for every grid point, a
+``torch.nn.Sequential`` head (the kit's FullyConnectedPrediction) with ``torch.optim.Adam``, batches in the
+stored order (the kit never shuffles), validation every ``check_val_every_n_epoch`` epochs computing every
+score of the task as the kit's ``log_scores`` does (events: frames regrouped per file through per-timestamp
+dicts, each post-processing setting scored with sed_eval, then all scores with sed_eval), ModelCheckpoint /
+EarlyStopping semantics, then the best point retrained on the other folds and tested.
+
+Problems: ESC-50-sized scene data (2000 clips, 5 folds, 50 classes, D = 768 and 9216; class-conditional
+Gaussian mixtures in a 64-d latent space projected to D, plus noise) and a DCASE 2016-sized event problem
+(72 files x 3000 frames at 40 ms, 11 labels, 44/14/14 files, D = 768; event-driven latent frames).
+On a CPU both implementations are bound by the same matrix products, so full 500-epoch grids take hours:
+``--max-epochs`` caps every run at the same number of epochs (both sides train exactly as long), and the
+output says so. ``--quick`` runs a tiny version in seconds (used by the smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.ndimage import median_filter
+
+from evaluation.data import SplitEmbeddings, TaskEmbeddings, frame_labels
+from evaluation.probes.grid import sample_grid
+from evaluation.protocol import ProbeConfig, evaluate, fold_rotation
+from evaluation.results import write_json_atomic
+from evaluation.scores import get_score, sed_eval_scores
+
+# ---------------------------------------------------------------------------------------------- problems
+
+
+def scene_problem(n_clips: int, dim: int, n_classes: int = 50, seed: int = 0) -> TaskEmbeddings:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, 3, 64))
+    projection = rng.normal(size=(64, dim)) / 8.0
+    labels = np.arange(n_clips) % n_classes
+    rng.shuffle(labels)
+    latent = centres[labels, rng.integers(0, 3, n_clips)] + rng.normal(scale=1.6, size=(n_clips, 64))
+    x = (latent @ projection + rng.normal(scale=0.5, size=(n_clips, dim))).astype(np.float32)
+    folds = np.arange(n_clips) % 5
+    vocabulary = [f"class{c:02d}" for c in range(n_classes)]
+    splits = {f"fold0{k}": SplitEmbeddings(f"fold0{k}", x[folds == k], [[vocabulary[c]] for c in labels[folds == k]],
+                                           [f"{i}.wav" for i in np.nonzero(folds == k)[0]]) for k in range(5)}
+    metadata = {"task_name": "esc50", "embedding_type": "scene", "prediction_type": "multiclass",
+                "split_mode": "presplit_kfold", "splits": list(splits),
+                "evaluation": ["top1_acc", "mAP", "d_prime", "aucroc"]}
+    return TaskEmbeddings(metadata, vocabulary, splits)
+
+
+def event_problem(n_files: int, frames: int, dim: int, seed: int = 0) -> TaskEmbeddings:
+    rng = np.random.default_rng(seed)
+    vocabulary = ["clearthroat", "cough", "doorslam", "drawer", "keyboard", "keys", "knock", "laughter",
+                  "pageturn", "phone", "speech"]
+    signatures = rng.normal(size=(len(vocabulary), 32))
+    projection = rng.normal(size=(32, dim)) / 6.0
+    n_test = n_valid = max(1, round(n_files * 0.2))
+    names = {"train": range(n_files - 2 * n_valid), "valid": range(n_files - 2 * n_valid, n_files - n_test),
+             "test": range(n_files - n_test, n_files)}
+    times = np.arange(frames) * 40.0 + 20.0
+    splits, events = {}, {}
+    for split, indices in names.items():
+        xs, ys, files, stamps = [], [], [], []
+        events[split] = {}
+        for i in indices:
+            file_events, latent = [], rng.normal(scale=1.0, size=(frames, 32))
+            for label in range(len(vocabulary)):
+                for _ in range(rng.integers(1, 5)):
+                    start = float(rng.uniform(0, frames * 40.0 - 4000))
+                    end = start + float(rng.uniform(300, 3000))
+                    file_events.append({"label": vocabulary[label], "start": start, "end": end})
+                    active = (times >= start) & (times < end)
+                    latent[active] += signatures[label] * 0.6
+            x = latent @ projection + rng.normal(scale=0.5, size=(frames, dim))
+            xs.append(x.astype(np.float32))
+            ys.extend(frame_labels(file_events, times))
+            files.extend([f"f{i:03d}.wav"] * frames)
+            stamps.append(times)
+            events[split][f"f{i:03d}.wav"] = file_events
+        splits[split] = SplitEmbeddings(split, np.concatenate(xs), ys, files, np.concatenate(stamps))
+    metadata = {"task_name": "dcase2016_task2", "embedding_type": "event", "prediction_type": "multilabel",
+                "split_mode": "trainvaltest", "splits": ["train", "valid", "test"], "sample_duration": frames * 0.04,
+                "evaluation": ["event_onset_200ms_fms", "segment_1s_er"]}
+    return TaskEmbeddings(metadata, vocabulary, splits, events)
+
+
+# ---------------------------------------------------------------------------------------------- reference
+
+
+def kit_head(conf: dict[str, Any], n_in: int, n_out: int) -> torch.nn.Sequential:
+    init = getattr(torch.nn.init, conf["initialization"])
+    layers: list[torch.nn.Module] = []
+    current, activation = n_in, "linear"
+    for _ in range(conf["hidden_layers"]):
+        linear = torch.nn.Linear(current, conf["hidden_dim"])
+        init(linear.weight, gain=torch.nn.init.calculate_gain(activation))
+        layers += [linear, torch.nn.BatchNorm1d(conf["hidden_dim"]), torch.nn.Dropout(conf["dropout"]),
+                   torch.nn.ReLU()]
+        current, activation = conf["hidden_dim"], "relu"
+    out = torch.nn.Linear(current, n_out)
+    init(out.weight, gain=torch.nn.init.calculate_gain(activation))
+    return torch.nn.Sequential(*layers, out)
+
+
+def kit_events(predictions: np.ndarray, filenames: list[str], timestamps: np.ndarray, labels: list[str],
+               median_filter_ms: float, min_duration: float) -> dict[str, list[dict]]:
+    """The kit's get_events_for_all_files + create_events_from_prediction, plainly."""
+    per_file: dict[str, dict[float, np.ndarray]] = {}
+    for i, (name, stamp) in enumerate(zip(filenames, timestamps, strict=True)):
+        per_file.setdefault(name, {})[float(stamp)] = predictions[i]
+    out = {}
+    for name, frames in per_file.items():
+        stamps = np.array(sorted(frames))
+        matrix = np.stack([frames[t] for t in stamps])
+        width = round(median_filter_ms / np.mean(np.diff(stamps)))
+        if width:
+            matrix = median_filter(matrix, size=(width, 1))
+        active = (matrix > 0.5).astype(np.int8)
+        events = []
+        for label in range(active.shape[1]):
+            on = list(np.where(active[:, label])[0])
+            groups: list[list[int]] = []
+            for index in on:
+                if groups and index == groups[-1][-1] + 1:
+                    groups[-1].append(index)
+                else:
+                    groups.append([index])
+            for group in groups:
+                start, end = stamps[group[0]], stamps[group[-1]]
+                if end - start >= min_duration:
+                    events.append({"label": labels[label], "start": start, "end": end})
+        events.sort(key=lambda e: e["start"])
+        out[name] = events
+    return out
+
+
+def kit_scores(task: TaskEmbeddings, names: list[str], probs: np.ndarray, targets: np.ndarray,
+               setting: tuple | None) -> tuple[dict[str, float], tuple | None]:
+    """Every score of the task (the kit's log_scores); events: pick the post-processing with sed_eval first."""
+    labels = [str(label) for label in task.label_vocabulary]
+    if task.embedding_type == "scene":
+        return {name: get_score(name).scene(probs, targets) for name in task.metadata["evaluation"]}, None
+    filenames = [f for n in names for f in task.splits[n].filenames]
+    stamps = np.concatenate([task.splits[n].timestamps for n in names])
+    reference = {k: v for n in names for k, v in task.events[n].items()}
+    primary = get_score(task.primary_score)
+    settings = [setting] if setting else [(("median_filter_ms", 250), ("min_duration", m)) for m in (125, 250)]
+    candidates = []
+    for candidate in settings:
+        predicted = kit_events(probs, filenames, stamps, labels, **dict(candidate))
+        value = sed_eval_scores(primary.sed_kind, primary.sed_params, primary.subscores, predicted, reference,
+                                labels)[primary.subscores[0]]
+        candidates.append((0.0 if math.isnan(value) else value, candidate))
+    candidates.sort(reverse=True)
+    best = candidates[0][1]
+    predicted = kit_events(probs, filenames, stamps, labels, **dict(best))
+    scores = {}
+    for name in task.metadata["evaluation"]:
+        spec = get_score(name)
+        scores[name] = sed_eval_scores(spec.sed_kind, spec.sed_params, spec.subscores, predicted, reference,
+                                       labels)[spec.subscores[0]]
+    return scores, best
+
+
+def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str, Any], max_epochs: int, seed: int
+              ) -> tuple[float, int, dict, tuple | None]:
+    torch.manual_seed(seed)
+    vocabulary = [str(label) for label in task.label_vocabulary]
+
+    def stack(names: list[str]) -> tuple[torch.Tensor, np.ndarray]:
+        x = np.concatenate([task.splits[n].embeddings for n in names])
+        y = np.zeros((x.shape[0], len(vocabulary)), dtype=np.float32)
+        rows = [labels for n in names for labels in task.splits[n].labels]
+        for r, labels in enumerate(rows):
+            y[r, [vocabulary.index(str(label)) for label in labels]] = 1
+        return torch.from_numpy(x), y
+
+    x_train, y_train = stack(split["train"])
+    x_valid, y_valid = stack(split["valid"])
+    multilabel = task.prediction_type == "multilabel"
+    model = kit_head(conf, x_train.shape[1], len(vocabulary))
+    optimizer = torch.optim.Adam(model.parameters(), lr=conf["lr"])
+    target = torch.from_numpy(y_train) if multilabel else torch.from_numpy(y_train.argmax(1))
+    primary = get_score(task.primary_score)
+    best, best_epoch, best_state, best_setting, wait = -math.inf, -1, {}, None, 0
+    for epoch in range(min(conf["max_epochs"], max_epochs)):
+        model.train()
+        for start in range(0, x_train.shape[0], conf["batch_size"]):
+            logits = model(x_train[start:start + conf["batch_size"]])
+            batch_target = target[start:start + conf["batch_size"]]
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, batch_target) if multilabel
+                    else torch.nn.functional.cross_entropy(logits, batch_target))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if (epoch + 1) % conf["check_val_every_n_epoch"]:
+            continue
+        model.eval()
+        with torch.no_grad():
+            logits = model(x_valid)
+            probs = (torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)).numpy()
+        scores, setting = kit_scores(task, split["valid"], probs, y_valid, None)
+        value = scores[primary.name]
+        if value > best:
+            best, best_epoch, wait, best_setting = value, epoch, 0, setting
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            wait += 1
+            if wait >= conf["patience"]:
+                break
+    model.load_state_dict(best_state)
+    return best, best_epoch, model.state_dict(), best_setting
+
+
+def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: int) -> dict[str, Any]:
+    """The kit's task_predictions, one configuration at a time; returns the fold test primary scores."""
+    confs = sample_grid(task.metadata, grid_points)
+    rotation = fold_rotation(task.metadata)
+    grid = [kit_train(task, rotation[0], conf, max_epochs, seed + i) for i, conf in enumerate(confs)]
+    best = max(range(len(grid)), key=lambda i: grid[i][0])
+    trained = [grid[best]] + [kit_train(task, split, confs[best], max_epochs, seed) for split in rotation[1:]]
+    tests = []
+    vocabulary = [str(label) for label in task.label_vocabulary]
+    for split, (_, _, state, setting) in zip(rotation, trained, strict=True):
+        model = kit_head(confs[best], task.splits[split["test"][0]].embeddings.shape[1], len(vocabulary))
+        model.load_state_dict(state)
+        model.eval()
+        names = split["test"]
+        x = torch.from_numpy(np.concatenate([task.splits[n].embeddings for n in names]))
+        rows = [labels for n in names for labels in task.splits[n].labels]
+        y = np.zeros((x.shape[0], len(vocabulary)), dtype=np.float32)
+        for r, labels in enumerate(rows):
+            y[r, [vocabulary.index(str(label)) for label in labels]] = 1
+        with torch.no_grad():
+            logits = model(x)
+            probs = (torch.sigmoid(logits) if task.prediction_type == "multilabel" else torch.softmax(logits, -1))
+        scores, _ = kit_scores(task, names, probs.numpy(), y, setting)
+        tests.append(scores[task.primary_score])
+    return {"test_scores": tests, "mean": float(np.mean(tests))}
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def compare(name: str, task: TaskEmbeddings, grid_points: int, max_epochs: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    reference = kit_protocol(task, grid_points, max_epochs, seed=0)
+    reference_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = evaluate(task, ProbeConfig(grid_points=grid_points, max_epochs=max_epochs, psds=False))
+    ours_s = time.perf_counter() - start
+    ours_mean = ours.score["mean"]
+    row = {
+        "problem": name, "grid_points": grid_points, "max_epochs_cap": max_epochs,
+        "reference_s": round(reference_s, 2), "ours_s": round(ours_s, 2), "speedup": round(reference_s / ours_s, 2),
+        "reference_score": reference["mean"], "ours_score": ours_mean,
+        "score_difference": ours_mean - reference["mean"], "primary_score": task.primary_score,
+    }
+    print(json.dumps(row))
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny problems, seconds")
+    parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap applied to both implementations")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
+    parser.add_argument("--only", choices=["scene768", "scene9216", "event"], action="append")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    if args.quick:
+        problems = {"scene768": (scene_problem(200, 32, n_classes=5), 2, 3),
+                    "event": (event_problem(5, 200, 16), 2, 10)}
+    else:
+        problems = {"scene768": (scene_problem(2000, 768), 8, args.max_epochs),
+                    "scene9216": (scene_problem(2000, 9216), 8, args.max_epochs),
+                    "event": (event_problem(72, 3000, 768), 8, args.max_epochs)}
+    rows = [compare(name, task, points, epochs) for name, (task, points, epochs) in problems.items()
+            if not args.only or name in args.only]
+    report = {"device": "cpu", "threads": torch.get_num_threads(), "quick": args.quick, "rows": rows,
+              "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
+                      "timings are wall-clock on a shared machine"}
+    if not args.quick:
+        write_json_atomic(args.out / "bench_probes.json", report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

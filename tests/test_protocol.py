@@ -1,0 +1,138 @@
+"""Fold rotation, selection on fold 0, the kit's predicted-scores keys, input checks, and the event path end
+to end on rebuilt DCASE 2016 scenes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from probe_helpers import dcase_scenes, dcase_task, esc10_task
+
+from evaluation.data import SplitEmbeddings, TaskEmbeddings
+from evaluation.protocol import ProbeConfig, evaluate, fold_rotation, summarize
+
+
+def test_fold_rotation_is_the_kits():
+    rotation = fold_rotation({"split_mode": "presplit_kfold", "splits": ["fold02", "fold00", "fold01", "fold03"]})
+    assert rotation == [
+        {"train": ["fold02", "fold03"], "valid": ["fold01"], "test": ["fold00"]},
+        {"train": ["fold00", "fold03"], "valid": ["fold02"], "test": ["fold01"]},
+        {"train": ["fold00", "fold01"], "valid": ["fold03"], "test": ["fold02"]},
+        {"train": ["fold01", "fold02"], "valid": ["fold00"], "test": ["fold03"]},
+    ]
+    assert fold_rotation({"split_mode": "trainvaltest", "splits": ["train", "valid", "test"]}) == [
+        {"train": ["train"], "valid": ["valid"], "test": ["test"]}]
+    with pytest.raises(ValueError, match="unknown split_mode"):
+        fold_rotation({"split_mode": "random"})
+
+
+def test_summary_is_mean_sample_std_and_t_interval():
+    summary = summarize([0.5, 0.7, 0.6])
+    assert summary["mean"] == pytest.approx(0.6) and summary["std"] == pytest.approx(0.1)
+    assert summary["ci95"] == pytest.approx([0.6 - 4.302653 * 0.1 / math.sqrt(3), 0.6 + 4.302653 * 0.1 / math.sqrt(3)])
+    assert math.isnan(summarize([0.5])["std"]) and summarize([0.5])["n"] == 1
+
+
+@pytest.fixture(scope="module")
+def esc_result(data_dir):
+    return evaluate(esc10_task(data_dir), ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
+
+
+def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_result):
+    for run in esc_result.runs:
+        grid = run["grid"]
+        assert len(grid) == 3
+        scores = [g["validation_score"] for g in grid]
+        best = grid[scores.index(max(scores))]  # first of the ties, like the kit's stable sort
+        assert run["selected_hyperparameters"] == best["hyperparameters"]
+        assert run["folds"]["fold00"]["validation_score"] == best["validation_score"]
+        assert list(run["folds"]) == ["fold00", "fold01", "fold02", "fold03", "fold04"]
+        assert all(fold["epoch"] in (2, 5, 8) for fold in run["folds"].values())  # checks every 3 epochs
+
+
+def test_results_json_and_predicted_scores_keys(esc_result):
+    data = esc_result.to_json()
+    assert set(data) == {"protocol", "primary_score", "higher_is_better", "score", "scores", "runs"}
+    assert data["primary_score"] == "top1_acc" and data["higher_is_better"] is True
+    assert data["score"]["n"] == 10 and set(data["scores"]) == {"top1_acc", "mAP", "d_prime", "aucroc"}
+    values = [f["scores"]["top1_acc"] for run in data["runs"] for f in run["folds"].values()]
+    assert data["score"]["mean"] == pytest.approx(np.mean(values))
+    kit = esc_result.to_predicted_scores(1)
+    assert set(kit) == {"fold00", "fold01", "fold02", "fold03", "fold04", "aggregated_scores", "hparams",
+                        "postprocessing", "score_mode"}
+    assert set(kit["fold03"]) == {"test_loss", "test_score", "test_top1_acc", "test_mAP", "test_d_prime",
+                                  "test_aucroc", "validation_score", "epoch", "time_in_min"}
+    assert kit["fold03"]["test_score"] == kit["fold03"]["test_top1_acc"]
+    folds = [kit[f"fold0{k}"]["test_score"] for k in range(5)]
+    assert kit["aggregated_scores"]["test_score_mean"] == pytest.approx(np.mean(folds))
+    assert kit["aggregated_scores"]["test_score_std"] == pytest.approx(np.std(folds, ddof=1))
+    assert kit["score_mode"] == "max" and kit["postprocessing"] == []
+    assert kit["hparams"]["initialization"] in ("xavier_uniform_", "xavier_normal_")
+
+
+def _scene_task(**changes):
+    rng = np.random.default_rng(0)
+    splits = {f"fold0{k}": SplitEmbeddings(f"fold0{k}", rng.normal(size=(6, 4)).astype(np.float32),
+                                           [["a"], ["b"]] * 3, [f"{k}{i}.wav" for i in range(6)]) for k in range(3)}
+    for name, split in changes.items():
+        splits[name] = split
+    metadata = {"task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass",
+                "split_mode": "new_split_kfold", "splits": ["fold00", "fold01", "fold02"], "evaluation": ["top1_acc"]}
+    return TaskEmbeddings(metadata, ["a", "b"], splits)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"fold01": SplitEmbeddings("fold01", np.full((2, 4), np.nan, np.float32), [["a"], ["b"]], ["x", "y"])},
+     "split fold01 has NaN or infinite"),
+    ({"fold02": SplitEmbeddings("fold02", np.zeros((1, 4), np.float32), [["zebra"]], ["x"])},
+     "split fold02 row 0 has labels \\['zebra'\\] outside"),
+    ({"fold00": SplitEmbeddings("fold00", np.zeros((0, 4), np.float32), [], [])}, "split fold00 is empty"),
+    ({"fold01": SplitEmbeddings("fold01", np.zeros((1, 4), np.float32), [["a", "b"]], ["x"])},
+     "multiclass rows need exactly one"),
+])
+def test_bad_inputs_are_clear_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(_scene_task(**change), ProbeConfig(grid="faster", max_epochs=1))
+
+
+def test_missing_split_is_a_clear_error():
+    task = _scene_task()
+    del task.splits["fold02"]
+    with pytest.raises(ValueError, match="split fold02 is listed in the metadata but has no embeddings"):
+        evaluate(task, ProbeConfig(grid="faster", max_epochs=1))
+
+
+@pytest.fixture(scope="module")
+def dcase(tools_dir, tmp_path_factory):
+    return dcase_task(dcase_scenes(tools_dir, tmp_path_factory.mktemp("dcase")))
+
+
+def test_event_task_end_to_end(dcase):
+    result = evaluate(dcase, ProbeConfig(grid_points=1, max_epochs=10, seeds=[0], psds=False))  # 1 hidden layer
+    fold = result.runs[0]["folds"]["test"]
+    assert fold["epoch"] == 9  # dcase2016_task2 validates every 10 epochs
+    assert fold["postprocessing"] in ({"median_filter_ms": 250, "min_duration": 125},
+                                      {"median_filter_ms": 250, "min_duration": 250})
+    assert set(fold["scores"]) == {"event_onset_200ms_fms", "segment_1s_er"}
+    assert 0.0 < fold["scores"]["event_onset_200ms_fms"] <= 1.0
+    assert fold["scores"]["segment_1s_er"] > 0.0
+    kit = result.to_predicted_scores()
+    assert {"test_event_onset_200ms_fms", "test_event_onset_200ms_fms_f_measure",
+            "test_event_onset_200ms_fms_precision", "test_event_onset_200ms_fms_recall", "test_segment_1s_er",
+            "test_segment_1s_er_error_rate", "test_score", "test_loss"} <= set(kit["test"])
+    assert "aggregated_scores" not in kit and kit["postprocessing"] == [list(p) for p in fold["postprocessing"].items()]
+    assert result.higher_is_better is True and result.scores["segment_1s_er"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_event_task_with_psds_and_the_sed_eval_backend(dcase):
+    fast = evaluate(dcase, ProbeConfig(grid_points=2, max_epochs=20, seeds=[0]))
+    fold = fast.runs[0]["folds"]["test"]
+    assert 0.0 <= fold["scores"]["psds1"] <= 1.0 and "test_psds1" in fast.to_predicted_scores()["test"]
+    slow = evaluate(dcase, dataclasses.replace(ProbeConfig(grid_points=2, max_epochs=20, seeds=[0], psds=False),
+                                               event_backend="sed_eval"))
+    assert slow.runs[0]["folds"]["test"]["scores"]["event_onset_200ms_fms"] == \
+        fold["scores"]["event_onset_200ms_fms"]
+    assert slow.runs[0]["grid"] == fast.runs[0]["grid"]
