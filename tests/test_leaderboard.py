@@ -256,3 +256,20 @@ def test_event_timeline_needs_events() -> None:
         event_timeline_figure([], [], "empty.wav")
     png = figure_png(event_timeline_figure([{"label": 3, "start": 0.0, "end": 10.0}], [], "one.wav"))
     assert png.startswith(b"\x89PNG")
+
+
+def test_leaderboard_command(results_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    out = tmp_path / "out"
+    args = ["leaderboard", "--results-dir", str(results_dir), "--published", str(PUBLISHED), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--html"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("4 runs -> ")
+    assert {p.name for p in out.iterdir()} == {"leaderboard.csv", "leaderboard.md", "leaderboard.html"}
+    every = CliRunner().invoke(app, [*args, "--all-runs"])
+    assert every.output.startswith("5 runs -> "), every.output
+    missing = CliRunner().invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "none"), "--out", str(out)])
+    assert missing.exit_code == 1 and "no results.json found" in missing.output

@@ -62,7 +62,7 @@ def regress_command(
     finally:
         if work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    typer.echo(f"suite ran in {run.seconds:.0f} s")
+    typer.echo(f"suite ran in {run.seconds:.0f} s ({run.cpu_seconds:.0f} s CPU)")
     if update:
         write_json_atomic(baseline, updated_document(document, suite, run))
         typer.echo(f"baseline recorded in {baseline}")

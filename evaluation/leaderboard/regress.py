@@ -256,11 +256,12 @@ class SuiteRun:
     results: dict[str, PairResult]
     repeat: PairResult  # the determinism pair, run a second time from scratch
     seconds: float
+    cpu_seconds: float = 0.0  # this process's CPU time (all threads; the layout tools' subprocesses excluded)
 
 
 def run_suite(suite: Suite, shared: Path, work: Path, log: Log) -> SuiteRun:
     """Prepare the tasks, run every pair, then the determinism pair again in its own fresh folders."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     folders = prepare_tasks(suite, shared, work, log)
     results = {}
     for model, task in suite.pairs:
@@ -272,7 +273,7 @@ def run_suite(suite: Suite, shared: Path, work: Path, log: Log) -> SuiteRun:
     key = pair_key(model, task)
     repeat = run_pair(suite, shared, model, folders[task], work / "repeat", key)
     log(f"{key} again from scratch: {repeat.metric} = {repeat.score} ({repeat.seconds:.1f} s)")
-    return SuiteRun(results, repeat, time.perf_counter() - started)
+    return SuiteRun(results, repeat, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 # --- the gate ----------------------------------------------------------------------------------------------------
@@ -423,6 +424,7 @@ def updated_document(document: Mapping[str, Any], suite: Suite, run: SuiteRun) -
         "baseline_recorded": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "suite_seconds": round(run.seconds, 1),
+            "suite_cpu_seconds": round(run.cpu_seconds, 1),
             "python": platform.python_version(),
             "machine": platform.machine(),
             "processor": platform.processor(),

@@ -97,7 +97,7 @@ def leaderboard_sections(runs: pd.DataFrame, labelled_published: pd.DataFrame) -
         )
     ]
     for protocol, group in runs.groupby("protocol", sort=True):
-        sections.append(Section(2, f"Protocol `{protocol}`", "", _pivot(group)))
+        sections.append(Section(2, f"Protocol `{protocol}`", "Latest run of each model and task.", _pivot(group)))
     sections.append(Section(2, "Runs", "", _run_details(runs)))
     for task, task_runs in runs.groupby("task", sort=True):
         sections.extend(_task_sections(str(task), task_runs, labelled_published))
@@ -113,7 +113,8 @@ def _pivot(runs: pd.DataFrame) -> pd.DataFrame:
         cell=[format_score(m, s) for m, s in zip(runs["mean"], runs["std"], strict=True)],
         column=runs["task"] + " (" + runs["metric"] + ")",
     )
-    pivot = cells.pivot(index="model", columns="column", values="cell").fillna("–")
+    latest = cells.sort_values("date", kind="stable").drop_duplicates(["model", "column"], keep="last")
+    pivot = latest.pivot(index="model", columns="column", values="cell").fillna("–")
     pivot.columns.name = None
     return pivot.reset_index()
 
