@@ -1,0 +1,299 @@
+"""Embedding stage: the HEAR kit's layout file by file, reading the kit's output, resume after SIGKILL, cache keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from evaluation.embeddings import (
+    CONFIG_FILENAME,
+    EmbeddingCacheError,
+    ModelSetup,
+    embed_task,
+    load_task_embeddings,
+    plan_batches,
+)
+from evaluation.runner import resolve_model
+from evaluation.taskfolder import TaskFolder
+from hear_atst import mel
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def kit_row_order(splits: list[str], files: dict[str, list[str]]) -> dict[str, list[str]]:
+    """hear_eval.md §3.1: one random.Random(0) shuffles each split's clip list in turn (listed sorted here)."""
+    prng = random.Random(0)
+    order = {}
+    for split in splits:
+        names = sorted(files[split])
+        prng.shuffle(names)
+        order[split] = names
+    return order
+
+
+def listing(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def mel_setup() -> ModelSetup:
+    return resolve_model("mel")
+
+
+@pytest.fixture(scope="module")
+def digit_embeddings(spoken_digit_task: Path, mel_setup: ModelSetup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return embed_task(mel_setup, TaskFolder.load(spoken_digit_task), tmp_path_factory.mktemp("emb"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def dcase_embeddings(dcase2016_small_task: Path, mel_setup: ModelSetup,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return embed_task(mel_setup, TaskFolder.load(dcase2016_small_task), tmp_path_factory.mktemp("emb"),
+                      progress=False)
+
+
+def test_scene_layout_file_by_file(digit_embeddings: Path, spoken_digit_task: Path):
+    assert digit_embeddings.parent.name == "hear_atst.mel"
+    assert digit_embeddings.name == spoken_digit_task.name
+    metadata = json.loads((spoken_digit_task / "task_metadata.json").read_text())
+    splits = metadata["splits"]
+    references = {s: json.loads((spoken_digit_task / f"{s}.json").read_text()) for s in splits}
+    expected = {"task_metadata.json", "labelvocabulary.csv", CONFIG_FILENAME, "profile.embeddings.json",
+                ".done.embeddings"}
+    for split in splits:
+        expected |= {f"{split}.json", f"{split}.embeddings.npy", f"{split}.embedding-dimensions.json",
+                     f"{split}.target-labels.pkl"}
+        expected |= {f"{split}/{name}.{suffix}" for name in references[split]
+                     for suffix in ("embedding.npy", "target-labels.json")}
+    assert listing(digit_embeddings) == expected
+    for name in ("task_metadata.json", "labelvocabulary.csv", *(f"{s}.json" for s in splits)):
+        assert (digit_embeddings / name).read_bytes() == (spoken_digit_task / name).read_bytes()
+
+    model = mel.load_model()
+    order = kit_row_order(splits, {s: list(r) for s, r in references.items()})
+    for split in splits:
+        rows = []
+        for name in order[split]:
+            array = np.load(digit_embeddings / split / f"{name}.embedding.npy")
+            assert array.dtype == np.float32 and array.shape == (mel.LogMelBaseline.scene_embedding_size,)
+            alone = mel.get_scene_embeddings(torch.from_numpy(sf.read(
+                spoken_digit_task / "16000" / split / name, dtype="float32")[0])[None], model)[0].numpy()
+            np.testing.assert_allclose(array, alone, atol=1e-5, rtol=0)
+            labels = json.loads((digit_embeddings / split / f"{name}.target-labels.json").read_text())
+            assert labels == references[split][name]
+            rows.append(array)
+        dims = json.loads((digit_embeddings / f"{split}.embedding-dimensions.json").read_text())
+        assert dims == [len(rows), 128]
+        raw = np.fromfile(digit_embeddings / f"{split}.embeddings.npy", dtype=np.float32)  # no header
+        np.testing.assert_array_equal(raw.reshape(dims), np.stack(rows))
+        with open(digit_embeddings / f"{split}.target-labels.pkl", "rb") as handle:  # our own file
+            assert pickle.load(handle) == [references[split][name] for name in order[split]]
+
+
+def test_event_layout_timestamps_and_frame_labels(dcase_embeddings: Path, dcase2016_small_task: Path):
+    metadata = json.loads((dcase2016_small_task / "task_metadata.json").read_text())
+    splits = metadata["splits"]
+    references = {s: json.loads((dcase2016_small_task / f"{s}.json").read_text()) for s in splits}
+    order = kit_row_order(splits, {s: list(r) for s, r in references.items()})
+    n_tokens = (int(metadata["sample_duration"] * 16000) // 160 + 1) // 4
+    for split in splits:
+        assert {p.name for p in (dcase_embeddings / split).iterdir()} == {
+            f"{name}.{suffix}" for name in references[split]
+            for suffix in ("embedding.npy", "target-labels.json", "timestamps.json")}
+        rows, pairs, active_frames = [], [], 0
+        for name in order[split]:
+            stem = dcase_embeddings / split / name
+            array = np.load(f"{stem}.embedding.npy")
+            times = json.loads(Path(f"{stem}.timestamps.json").read_text())
+            labels = json.loads(Path(f"{stem}.target-labels.json").read_text())
+            assert array.shape == (n_tokens, 64) and array.dtype == np.float32
+            assert times == [15.0 + 40.0 * i for i in range(n_tokens)]
+            for t, frame in zip(times, labels, strict=True):
+                expected = {e["label"] for e in references[split][name] if e["start"] <= t < e["end"]}
+                assert set(frame) == expected and len(frame) == len(expected)
+                active_frames += bool(frame)
+            rows.append(array)
+            pairs += [[f"{split}/{name}", t] for t in times]
+        assert active_frames > 0
+        matrix = np.concatenate(rows)
+        assert json.loads((dcase_embeddings / f"{split}.embedding-dimensions.json").read_text()) == [len(matrix), 64]
+        raw = np.fromfile(dcase_embeddings / f"{split}.embeddings.npy", dtype=np.float32)
+        np.testing.assert_array_equal(raw.reshape(matrix.shape), matrix)
+        assert json.loads((dcase_embeddings / f"{split}.filename-timestamps.json").read_text()) == pairs
+
+
+def test_reader_gives_rows_in_memmap_order_with_text_labels(digit_embeddings: Path, dcase_embeddings: Path):
+    for path in (digit_embeddings, dcase_embeddings):
+        task = load_task_embeddings(path)
+        for name, split in task.splits.items():
+            dims = json.loads((path / f"{name}.embedding-dimensions.json").read_text())
+            raw = np.fromfile(path / f"{name}.embeddings.npy", dtype=np.float32).reshape(dims)
+            np.testing.assert_array_equal(split.embeddings, raw)
+            assert all(isinstance(label, str) for row in split.labels for label in row)
+    events = load_task_embeddings(dcase_embeddings)
+    assert events.splits["test"].timestamps is not None
+    assert set(events.events["test"]) == set(json.loads((dcase_embeddings / "test.json").read_text()))
+
+
+def _write_kit_folder(root: Path, task: Path, dims: int, event: bool) -> dict[str, dict[str, np.ndarray]]:
+    """A task's embeddings in the kit's layout as hear_eval.md §3.1 describes it (np.save per clip, json.dump
+    labels/timestamps, glob-order memmap, absolute slugs, pickled labels, an empty .done.embeddings, no config).
+    The pickle is garbage on purpose: a reader that unpickles it fails."""
+    metadata = json.loads((task / "task_metadata.json").read_text())
+    out = root / "hearbaseline.naive" / task.name
+    out.mkdir(parents=True)
+    for name in ("task_metadata.json", "labelvocabulary.csv", *(f"{s}.json" for s in metadata["splits"])):
+        (out / name).write_bytes((task / name).read_bytes())
+    rng = np.random.default_rng(7)
+    written: dict[str, dict[str, np.ndarray]] = {}
+    for split in metadata["splits"]:
+        reference = json.loads((task / f"{split}.json").read_text())
+        (out / split).mkdir()
+        written[split] = {}
+        slugs: list[list] = []
+        for name in reversed(sorted(reference)):  # the kit's directory-listing order, not ours
+            n_frames = 5 + len(name) % 3
+            array = rng.standard_normal((n_frames, dims) if event else dims).astype(np.float32)
+            np.save(out / split / f"{name}.embedding.npy", array)
+            if event:
+                times = [25.0 + 50.0 * i for i in range(n_frames)]
+                labels = [[e["label"] for e in reference[name] if e["start"] <= t < e["end"]] for t in times]
+                (out / split / f"{name}.timestamps.json").write_text(json.dumps(times))
+                slugs += [[str(out / split / name), t] for t in times]
+            else:
+                labels = reference[name]
+            (out / split / f"{name}.target-labels.json").write_text(json.dumps(labels))
+            written[split][name] = array
+        matrix = np.concatenate(list(written[split].values())) if event else np.stack(list(written[split].values()))
+        matrix.tofile(out / f"{split}.embeddings.npy")
+        (out / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(matrix.shape)))
+        (out / f"{split}.target-labels.pkl").write_bytes(b"not a pickle")
+        if event:
+            (out / f"{split}.filename-timestamps.json").write_text(json.dumps(slugs, indent=4))
+    (out / ".done.embeddings").touch()
+    return written
+
+
+@pytest.mark.parametrize("kind", ["scene", "event"])
+def test_reader_reads_the_kits_layout(kind: str, spoken_digit_task: Path, dcase2016_small_task: Path,
+                                      tmp_path: Path):
+    task = spoken_digit_task if kind == "scene" else dcase2016_small_task
+    written = _write_kit_folder(tmp_path, task, dims=7, event=kind == "event")
+    loaded = load_task_embeddings(tmp_path / "hearbaseline.naive" / task.name)
+    for split, arrays in written.items():
+        reference = json.loads((task / f"{split}.json").read_text())
+        rows = loaded.splits[split]
+        if kind == "scene":
+            assert sorted(rows.filenames) == sorted(arrays)
+            for row, name in enumerate(rows.filenames):
+                np.testing.assert_array_equal(rows.embeddings[row], arrays[name])
+                assert rows.labels[row] == [str(label) for label in reference[name]]  # ints in the JSON -> text
+        else:
+            for name, array in arrays.items():
+                at = [i for i, f in enumerate(rows.filenames) if f == name]
+                np.testing.assert_array_equal(rows.embeddings[at], array)
+                np.testing.assert_array_equal(rows.timestamps[at], 25.0 + 50.0 * np.arange(len(array)))
+            assert loaded.events[split] == {n: [{**e, "label": str(e["label"])} for e in ev]
+                                            for n, ev in reference.items()}
+    assert loaded.label_vocabulary == TaskFolder.load(task).label_vocabulary
+
+
+def test_reader_checks_completeness_and_dimensions(digit_embeddings: Path, tmp_path: Path):
+    copy = Path(shutil.copytree(digit_embeddings, tmp_path / "copy"))
+    (copy / "fold00.embedding-dimensions.json").write_text("[21, 128]")
+    with pytest.raises(EmbeddingCacheError, match=r"fold00\.embedding-dimensions\.json"):
+        load_task_embeddings(copy)
+    (copy / ".done.embeddings").unlink()
+    with pytest.raises(EmbeddingCacheError, match=r"no \.done\.embeddings"):
+        load_task_embeddings(copy)
+
+
+def test_batches_group_equal_lengths_within_the_audio_budget():
+    lengths = {"train": {"a.wav": 16000, "b.wav": 32000, "c.wav": 16000, "d.wav": 16000, "e.wav": 16000 * 200},
+               "test": {"x.wav": 16000}}
+    batches = plan_batches(lengths, ["train", "test"], 16000, batch_seconds=2.5)
+    assert batches == [("train", ["a.wav", "c.wav"]), ("train", ["d.wav"]), ("train", ["b.wav"]),
+                       ("train", ["e.wav"]), ("test", ["x.wav"])]
+
+
+EMBED_SCRIPT = """
+import sys
+from evaluation.embeddings import embed_task
+from evaluation.runner import resolve_model
+from evaluation.taskfolder import TaskFolder
+embed_task(resolve_model("mel"), TaskFolder.load(sys.argv[1]), sys.argv[2], batch_seconds=4.0, progress=False)
+"""
+
+
+def test_resume_after_sigkill_gives_identical_bytes(esc10_task: Path, mel_setup: ModelSetup, tmp_path: Path):
+    reference = embed_task(mel_setup, TaskFolder.load(esc10_task), tmp_path / "reference", batch_seconds=4.0,
+                           progress=False)
+    process = subprocess.Popen([sys.executable, "-c", EMBED_SCRIPT, str(esc10_task), str(tmp_path / "killed")],
+                               cwd=REPO)
+    out = tmp_path / "killed" / reference.parent.name / reference.name
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if out.is_dir() and len(list(out.glob("fold0*/*.embedding.npy"))) >= 60:
+            break
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    done_before = len(list(out.glob("fold0*/*.embedding.npy")))
+    assert 60 <= done_before < 400 and not (out / ".done.embeddings").exists()
+
+    resumed = embed_task(mel_setup, TaskFolder.load(esc10_task), tmp_path / "killed", batch_seconds=4.0,
+                         progress=False)
+    assert resumed == out
+    files = listing(reference) - {"profile.embeddings.json"}
+    assert listing(resumed) - {"profile.embeddings.json"} == files  # no temporary files left behind
+    for name in sorted(files):
+        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_cache_key_holds_weights_hash_options_and_precision(fixtures_dir: Path):
+    weights = fixtures_dir / "atst_frame_lightning.ckpt"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    plain = resolve_model("atst_frame", weights)
+    assert plain.weights_sha256 == digest
+    assert plain.embeddings_dirname == f"hear_atst.atst_frame-weights={digest[:12]}"
+    blocks = resolve_model("atst_frame", weights, {"blocks": 1}, precision="bf16")
+    assert blocks.embeddings_dirname == f"hear_atst.atst_frame-blocks=1-precision=bf16-weights={digest[:12]}"
+    assert blocks.model_id == "atst_frame-blocks=1-precision=bf16"
+    listed = resolve_model("atst_frame", weights, {"blocks": [11, 12]})
+    assert listed.embeddings_dirname == f"hear_atst.atst_frame-blocks=11_12-weights={digest[:12]}"
+    assert len({plain.embeddings_dirname, blocks.embeddings_dirname, listed.embeddings_dirname}) == 3
+
+
+def test_a_cache_of_another_identity_is_never_reused(digit_embeddings: Path, spoken_digit_task: Path,
+                                                     mel_setup: ModelSetup, tmp_path: Path):
+    root = tmp_path / "emb"
+    copy = Path(shutil.copytree(digit_embeddings, root / digit_embeddings.parent.name / digit_embeddings.name))
+    folder = TaskFolder.load(spoken_digit_task)
+    stamp = (copy / "fold00.embeddings.npy").stat().st_mtime_ns
+    assert embed_task(mel_setup, folder, root, progress=False) == copy  # same identity: reused as is
+    assert (copy / "fold00.embeddings.npy").stat().st_mtime_ns == stamp
+
+    config = json.loads((copy / CONFIG_FILENAME).read_text())
+    (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "weights_sha256": "0" * 64}))
+    with pytest.raises(EmbeddingCacheError, match="weights_sha256: cached '0000"):
+        embed_task(mel_setup, folder, root, progress=False)
+    (copy / ".done.embeddings").unlink()  # an unfinished folder of another identity is not resumed either
+    with pytest.raises(EmbeddingCacheError, match="different model or task"):
+        embed_task(mel_setup, folder, root, progress=False)
+    (copy / CONFIG_FILENAME).unlink()  # a folder without our config (e.g. the kit's) is not touched
+    with pytest.raises(EmbeddingCacheError, match="not written by hear-atst"):
+        embed_task(mel_setup, folder, root, progress=False)

@@ -1,0 +1,209 @@
+"""``hear-atst eval``/``embed`` end to end on real prepared tasks, results files, reruns and error messages."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evaluation.commands import parse_model_options
+from evaluation.protocol import ProbeConfig
+from evaluation.results import read_results
+from evaluation.runner import resolve_model, run_eval
+from evaluation.taskfolder import TaskFolder
+from hear_atst.cli import app
+
+SUMMARY = re.compile(r"^(\S+) (\S+) = (\d\.\d{4}|nan) ± (\d\.\d{4}|nan) \((\d+) folds × (\d+) seeds\)$")
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def eval_args(task: str, tasks_dir: Path, root: Path, *extra: str) -> list[str]:
+    return ["eval", "--model", "mel", "--task", task, "--tasks-dir", str(tasks_dir),
+            "--embeddings-dir", str(root / "embeddings"), "--results-dir", str(root / "results"), *extra]
+
+
+def without_run_details(results: dict) -> dict:
+    """A results document minus what legitimately changes between two runs (date, wall times)."""
+    stripped = {k: v for k, v in results.items() if k not in ("date", "timing_s")}
+    return json.loads(json.dumps(stripped))
+
+
+@pytest.fixture(scope="module")
+def esc10_runs(esc10_task: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``hear-atst eval --task esc50`` (the folder is esc50-v2.0.0-small) twice with the linear probe."""
+    root = tmp_path_factory.mktemp("esc10")
+    args = eval_args("esc50", esc10_task.parent, root, "--protocol", "linear")
+    return root, invoke(*args), invoke(*args)
+
+
+def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_runs, esc10_task: Path):
+    root, (code, stdout, stderr), _ = esc10_runs
+    assert code == 0, stderr
+    match = SUMMARY.match(stdout.strip().splitlines()[-1])
+    assert match, stdout
+    task, primary, mean, std, folds, seeds = match.groups()
+    assert (task, primary, folds, seeds) == ("esc50", "top1_acc", "5", "1")
+    assert 0.3 < float(mean) < 0.95  # 10 classes: chance is 0.1
+    assert 0.0 < float(std) < 0.2
+
+    out = root / "results" / "mel" / esc10_task.name
+    results = read_results(out / "results.json")
+    assert results["model"] == {"id": "mel", "name": "mel", "module": "hear_atst.mel", "options": {},
+                                "weights": None, "weights_sha256": None}
+    assert results["task"]["folder"] == esc10_task.name and results["task"]["split_mode"] == "presplit_kfold"
+    assert results["protocol"]["name"] == "linear" and results["protocol"]["seeds"] == [0]
+    assert results["primary_score"] == "top1_acc" and results["higher_is_better"] is True
+    score = results["score"]
+    assert score["n"] == 5 and f"{score['mean']:.4f}" == mean and f"{score['std']:.4f}" == std
+    assert score["ci95"][0] < score["mean"] < score["ci95"][1]
+    assert sorted(results["runs"][0]["folds"]) == [f"fold{i:02d}" for i in range(5)]
+    assert results["runs"][0]["selected_hyperparameters"]["protocol"] == "linear"
+    assert set(results["timing_s"]) == {"embed", "probe", "total"}
+    environment = results["environment"]
+    assert environment["numpy"] == importlib.metadata.version("numpy")
+    assert environment["sed_eval"] == importlib.metadata.version("sed_eval")
+    assert {"hear_atst", "python", "torch", "scikit-learn", "device", "precision"} <= set(environment)
+
+    kit = json.loads((out / "test.predicted-scores.json").read_text())
+    for fold in (f"fold{i:02d}" for i in range(5)):
+        expected = {"test_loss", "test_score", "test_top1_acc", "validation_score", "epoch", "time_in_min"}
+        assert expected <= set(kit[fold])
+        assert kit[fold]["test_score"] == results["runs"][0]["folds"][fold]["scores"]["top1_acc"]
+    assert kit["aggregated_scores"]["test_score_mean"] == pytest.approx(score["mean"], abs=1e-12)
+    assert (Path(kit["embedding_path"]) / ".done.embeddings").is_file()
+    assert "embedding esc50-v2.0.0-small with mel" in stderr
+
+
+def test_eval_rerun_reuses_embeddings_and_gives_identical_scores(esc10_runs, esc10_task: Path):
+    root, first, (code, stdout, stderr) = esc10_runs
+    assert code == 0, stderr
+    assert stdout.strip().splitlines()[-1] == first[1].strip().splitlines()[-1]
+    assert "embedding " not in stderr  # cached
+    results = read_results(root / "results" / "mel" / esc10_task.name / "results.json")
+    assert results["timing_s"]["embed"] < 5.0
+
+
+def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
+    """The event path: DCASE 2016 (72 scenes, 30 s) with the kit's post-processing, scored twice alike."""
+    setup, folder = resolve_model("mel"), TaskFolder.load(dcase2016_small_task)
+    probe = ProbeConfig(protocol="linear", seeds=[0], max_epochs=10)
+    first = run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res", probe=probe,
+                     progress=False)
+    results = first.results
+    assert results["primary_score"] == "event_onset_200ms_fms" and results["score"]["n"] == 1
+    assert 0.02 < results["score"]["mean"] < 0.9
+    assert set(results["scores"]) >= {"event_onset_200ms_fms", "segment_1s_er"}
+    assert results["higher_is_better"] is True
+    fold = results["runs"][0]["folds"]["test"]
+    assert fold["postprocessing"]["median_filter_ms"] == 250
+    assert fold["postprocessing"]["min_duration"] in (125, 250)
+    kit = json.loads(first.predicted_scores_path.read_text())
+    assert {"test_event_onset_200ms_fms", "test_event_onset_200ms_fms_precision", "test_segment_1s_er",
+            "test_score"} <= set(kit["test"])
+    assert "aggregated_scores" not in kit
+    assert kit["score_mode"] == "max"
+    assert first.summary_line().startswith("dcase2016_task2 event_onset_200ms_fms = ")
+    assert first.summary_line().endswith("(1 folds × 1 seeds)")
+
+    again = run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res2", probe=probe,
+                     progress=False)
+    assert without_run_details(again.results) == without_run_details(results)
+
+
+def test_embed_cli_and_tasks_dir_from_the_environment(spoken_digit_task: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HEAR_ATST_TASKS", str(spoken_digit_task.parent))
+    code, stdout, stderr = invoke("embed", "--model", "mel", "--task", spoken_digit_task.name,
+                                  "--embeddings-dir", str(tmp_path))
+    assert code == 0, stderr
+    path = tmp_path / "hear_atst.mel" / spoken_digit_task.name
+    assert stdout.strip().splitlines()[-1] == f"{spoken_digit_task.name} embeddings: {path}"
+    assert (path / ".done.embeddings").is_file()
+
+
+def test_missing_weights_is_one_clear_message(esc10_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("HEAR_ATST_WEIGHTS", raising=False)
+    code, stdout, stderr = invoke("eval", "--model", "atst_frame", "--task", "esc50",
+                                  "--tasks-dir", str(esc10_task.parent))
+    assert code == 2 and stdout == ""
+    assert stderr.startswith("error: atst_frame: no weights file given.")
+    assert "1bGJSZWlAIIJ6GL5Id5dW0PTB72DL-QDQ" in stderr and "--weights FILE" in stderr
+    assert "Traceback" not in stderr
+    code, _, stderr = invoke("eval", "--model", "asit", "--task", "esc50", "--tasks-dir", str(esc10_task.parent),
+                             "--weights", str(tmp_path / "nope.pt"))
+    assert code == 2 and stderr.strip() == f"error: asit: weights file {tmp_path / 'nope.pt'} does not exist"
+
+
+def test_missing_or_unknown_task_and_model_messages(tmp_path: Path, esc10_task: Path):
+    code, _, stderr = invoke("eval", "--model", "mel", "--task", "dcase2016", "--tasks-dir", str(tmp_path))
+    assert code == 2
+    assert stderr.startswith(f"error: task dcase2016_task2 is not prepared in {tmp_path}")
+    assert "hear-atst prepare dcase2016_task2 --source PATH" in stderr
+    code, _, stderr = invoke("eval", "--model", "mel", "--task", "nope", "--tasks-dir", str(tmp_path))
+    assert code == 2 and stderr.startswith("error: no task 'nope'")
+    code, _, stderr = invoke("eval", "--model", "wav2vec9", "--task", "esc50", "--tasks-dir", str(esc10_task.parent))
+    assert code == 2 and stderr.startswith("error: unknown model 'wav2vec9'; known models: ")
+    code, _, stderr = invoke("eval", "--model", "mel", "--task", "esc50", "--tasks-dir", str(esc10_task.parent),
+                             "--weights", str(esc10_task / "task_metadata.json"))
+    assert code == 2 and stderr.startswith("error: model mel takes no weights file")
+
+
+def test_broken_task_folder_lists_its_problems(spoken_digit_task: Path, tmp_path: Path):
+    tasks = tmp_path / "tasks"
+    copy = Path(shutil.copytree(spoken_digit_task, tasks / spoken_digit_task.name))
+    victims = sorted((copy / "16000" / "fold03").glob("*.wav"))[:2]
+    for victim in victims:
+        victim.unlink()
+    code, stdout, stderr = invoke(*eval_args("spoken_digit", tasks, tmp_path))
+    assert code == 2 and stdout == ""
+    assert f"task folder {copy} has 2 problem(s)" in stderr
+    for victim in victims:
+        assert f"{victim}: missing (listed in the split file)" in stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_model_options_parse_json_values():
+    assert parse_model_options(["blocks=1", "name=base", "layers=[1, 12]", "random_weights=true", "x=1e-3"]) == {
+        "blocks": 1, "name": "base", "layers": [1, 12], "random_weights": True, "x": 1e-3}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_model_options(["blocks"])
+
+
+def _slow_chain(model: str, task: Path, root: Path) -> tuple[dict, dict]:
+    setup, folder = resolve_model(model), TaskFolder.load(task)
+    runs = [run_eval(setup, folder, embeddings_dir=root / f"emb{i}", results_dir=root / f"res{i}",
+                     probe=ProbeConfig(seeds=[0]), progress=False) for i in range(2)]
+    paths = [Path(json.loads(r.predicted_scores_path.read_text())["embedding_path"]) for r in runs]
+    matrices = sorted(p.name for p in paths[0].glob("*.embeddings.npy"))
+    assert matrices == sorted(p.name for p in paths[1].glob("*.embeddings.npy")) and matrices
+    for name in matrices:  # two fresh embedding runs, byte-identical
+        assert (paths[0] / name).read_bytes() == (paths[1] / name).read_bytes(), name
+    first, second = (without_run_details(r.results) for r in runs)
+    return first, second
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, low, high", [("mel", 0.4, 0.95), ("crepe", 0.25, 0.9)])
+def test_esc10_five_fold_chain_with_the_hear_protocol(model: str, low: float, high: float, esc10_task: Path,
+                                                       tmp_path: Path):
+    """The whole chain on ESC-10 (5 folds, the kit's grid of 8, fresh embeddings twice): sane and reproducible."""
+    first, second = _slow_chain(model, esc10_task, tmp_path)
+    assert first == second
+    assert first["protocol"] == {"name": "hear", "shuffle": True, "seeds": [0], "grid_points": 8}
+    assert low < first["score"]["mean"] < high and first["score"]["n"] == 5
+
+
+@pytest.mark.slow
+def test_dcase_chain_with_the_hear_protocol(dcase2016_small_task: Path, tmp_path: Path):
+    first, second = _slow_chain("mel", dcase2016_small_task, tmp_path)
+    assert first == second
+    assert 0.02 < first["score"]["mean"] < 0.9
