@@ -1,4 +1,4 @@
-"""``hear-atst`` sub-commands for models and checkpoints: ``models``, ``convert``.
+"""``hear-atst`` sub-commands for models and checkpoints: ``models``, ``convert``, ``validate``.
 
 Each command is a plain function registered in :func:`register`; add a command by writing its function and
 one ``app.command(...)`` line.
@@ -16,6 +16,7 @@ from rich.table import Table
 from hear_atst.checkpoints import CheckpointError
 from hear_atst.encoders import FAMILIES, convert_checkpoint
 from hear_atst.registry import MODELS
+from hear_atst.validate import validate_command
 from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights
 
 
@@ -56,3 +57,4 @@ def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``hear-atst`` app."""
     app.command("models")(models)
     app.command("convert")(convert)
+    app.command("validate")(validate_command)
