@@ -242,3 +242,17 @@ def test_ci_suite_passes_against_the_committed_baseline(shared_dir: Path) -> Non
     result = CliRunner().invoke(app, ["regress", "--baseline", str(REGRESSION), "--shared", str(shared_dir)])
     assert result.exit_code == 0, result.output
     assert "passed:" in result.output
+
+
+def test_regress_command_names_a_missing_source(tmp_path: Path, shared_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    path = tmp_path / "regression.json"
+    document = tiny_document()
+    document["suite"]["tasks"]["keywords"]["source"] = "data/no_such_folder"
+    path.write_text(json.dumps(document))
+    result = CliRunner().invoke(app, ["regress", "--baseline", str(path), "--shared", str(shared_dir)])
+    assert result.exit_code == 2
+    assert "error: the suite could not run:" in result.output and "no_such_folder" in result.output

@@ -19,6 +19,8 @@ from evaluation.leaderboard.regress import (
 )
 from evaluation.leaderboard.report import write_leaderboard
 from evaluation.results import write_json_atomic
+from tasks.download import SourceError
+from tasks.pipeline import PrepareError
 
 SHARED_HELP = "The shared data folder (default: $HEAR_ATST_SHARED, else ../shared relative to the baseline file)."
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
@@ -59,6 +61,9 @@ def regress_command(
     work = work_dir or Path(tempfile.mkdtemp(prefix="hear-atst-regress-"))
     try:
         run = run_suite(suite, shared_dir, work, log=typer.echo)
+    except (SourceError, PrepareError, FileNotFoundError, LookupError, RuntimeError, ValueError) as error:
+        typer.secho(f"error: the suite could not run: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from error
     finally:
         if work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
