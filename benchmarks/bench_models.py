@@ -2,7 +2,8 @@
 
 For each model and precision it reports:
 - seconds of audio embedded per second of wall time (``get_scene_embeddings`` and ``get_timestamp_embeddings``
-  on a batch of equal-length clips, best of ``--repeats`` timed calls after one warm-up call);
+  on a batch of equal-length clips, best of ``--repeats`` timed calls after one warm-up call; best-of because
+  other processes on the machine can only slow a call down);
 - the model's FLOPs per call and the achieved FLOP/s (FLOPs / end-to-end time) as a fraction of the machine's
   peak GEMM FLOP/s in the same precision, measured in the same run (square ``torch.mm``, best over sizes,
   measured before and after the models so that load from other processes shows up as a spread);
@@ -101,7 +102,7 @@ def load(spec: ModelSpec, precision: str) -> Any:
 
 
 def best_time(call: Callable[[], Any], repeats: int) -> float:
-    call()
+    """Best wall time of ``repeats`` calls (the caller has warmed up)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -118,34 +119,28 @@ def bench_model(spec: ModelSpec, batch: int, seconds: float, repeats: int) -> di
     """Timings, FLOPs and bf16 error of one model (``fraction_of_peak`` is filled in by :func:`add_fractions`)."""
     module = spec.import_module()
     result: dict[str, Any] = {"module": spec.module}
+    calls = {"scene": module.get_scene_embeddings, "timestamp": lambda a, m: module.get_timestamp_embeddings(a, m)[0]}
     reference: dict[str, torch.Tensor] = {}
+    flops: dict[str, int] = {}
     for precision in PRECISIONS:
         model = load(spec, precision)
         audio = benchmark_audio(batch, seconds, model.sample_rate)
-        with torch.inference_mode():
-            scene = module.get_scene_embeddings(audio, model)
-            stamps = module.get_timestamp_embeddings(audio, model)[0]
-        flops = {
-            "scene": count_flops(lambda m=model, a=audio: module.get_scene_embeddings(a, m)),
-            "timestamp": count_flops(lambda m=model, a=audio: module.get_timestamp_embeddings(a, m)),
-        }
+        outputs = {api: call(audio, model) for api, call in calls.items()}  # also the warm-up calls
+        if precision == "fp32":  # the same matrix products run in bf16
+            flops = {api: count_flops(lambda c=call, m=model, a=audio: c(a, m)) for api, call in calls.items()}
         entry: dict[str, Any] = {}
-        for api, call in (("scene", module.get_scene_embeddings), ("timestamp", module.get_timestamp_embeddings)):
+        for api, call in calls.items():
             seconds_per_call = best_time(lambda c=call, m=model, a=audio: c(a, m), repeats)
-            achieved = flops[api] / seconds_per_call
             entry[api] = {
                 "seconds_per_call": seconds_per_call,
                 "audio_seconds_per_second": batch * seconds / seconds_per_call,
                 "gflop_per_call": flops[api] / 1e9,
-                "achieved_gflops": achieved / 1e9,
+                "achieved_gflops": flops[api] / seconds_per_call / 1e9,
             }
         if precision == "fp32":
-            reference = {"scene": scene, "timestamp": stamps}
+            reference = outputs
         else:
-            entry["relative_error_vs_fp32"] = {
-                "scene": relative_error(scene, reference["scene"]),
-                "timestamp": relative_error(stamps, reference["timestamp"]),
-            }
+            entry["relative_error_vs_fp32"] = {api: relative_error(outputs[api], reference[api]) for api in calls}
         result[precision] = entry
         del model
     for api in ("scene", "timestamp"):
@@ -176,7 +171,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {report['machine']['processor']}, {report['machine']['threads']} threads, torch "
         f"{report['machine']['torch']}; load average at start {report['machine']['loadavg_start']}, "
         f"at end {report['machine']['loadavg_end']}. Batch {report['batch']} x {report['clip_seconds']} s clips, "
-        f"best of {report['repeats']} calls.",
+        f"best of {report['repeats']} calls after a warm-up call.",
         "",
         f"Peak GEMM (square torch.mm, same run): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
         f"(before/after: fp32 {report['peak_gemm_spread']['fp32']}, bf16 {report['peak_gemm_spread']['bf16']}).",
@@ -214,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="registered model names (default: all)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/bench_models"))
     args = parser.parse_args(argv)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -260,3 +262,25 @@ def test_clip_and_frame_checkpoints_are_not_interchangeable(fixtures_dir):
     with pytest.raises(ValueError, match="CLS"):
         atst_clip.ATSTClipModel(load_encoder(fixtures_dir / "atst_frame_lightning.ckpt", "atst_frame"), None, None,
                                 "fp32")
+
+
+def load_benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
+    spec = importlib.util.spec_from_file_location("bench_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("hear", "checkpoint", "windows"), [
+    (atst_frame, "atst_frame_lightning.ckpt", [(250, 0), (77, 0)]),  # 13.1 s: 250 + 77 tokens, no CLS
+    (atst_clip, "atst_clip_lightning.ckpt", [(150, 1), (150, 1), (27, 1)]),  # 150 + 150 + 27 tokens, CLS each
+])
+def test_benchmark_flop_count_is_the_analytic_formula(fx, fixtures_dir, hear, checkpoint, windows):
+    """The benchmark's counted FLOPs (every GEMM and the attention kernel) equal L(24ND² + 4N²D) + 2·256·D·n."""
+    bench = load_benchmark()
+    model = hear.load_model(str(fixtures_dir / checkpoint))
+    counted = bench.count_flops(lambda: hear.get_scene_embeddings(audio_of(fx, "a_13p10s"), model))
+    analytic = sum(bench.atst_window_flops(n, cls, 192, 2) for n, cls in windows)
+    mel_matmul = 2 * 1311 * 513 * 64  # the front-end's mel filterbank product
+    assert counted == analytic + mel_matmul
