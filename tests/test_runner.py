@@ -37,25 +37,17 @@ def without_run_details(results: dict) -> dict:
     return json.loads(json.dumps(stripped))
 
 
-@pytest.fixture(scope="module")
-def esc10_runs(esc10_task: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``hear-atst eval --task esc50`` (the folder is esc50-v2.0.0-small) twice with the linear probe."""
-    root = tmp_path_factory.mktemp("esc10")
-    args = eval_args("esc50", esc10_task.parent, root, "--protocol", "linear")
-    return root, invoke(*args), invoke(*args)
-
-
-def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_runs, esc10_task: Path):
-    root, (code, stdout, stderr), _ = esc10_runs
+def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path, tmp_path: Path):
+    code, stdout, stderr = invoke(*eval_args("esc50", esc10_task.parent, tmp_path, "--protocol", "linear"))
     assert code == 0, stderr
     match = SUMMARY.match(stdout.strip().splitlines()[-1])
     assert match, stdout
     task, primary, mean, std, folds, seeds = match.groups()
-    assert (task, primary, folds, seeds) == ("esc50", "top1_acc", "5", "1")
+    assert (task, primary, folds, seeds) == ("esc50", "top1_acc", "5", "1")  # --task esc50 found esc50-...-small
     assert 0.3 < float(mean) < 0.95  # 10 classes: chance is 0.1
     assert 0.0 < float(std) < 0.2
 
-    out = root / "results" / "mel" / esc10_task.name
+    out = tmp_path / "results" / "mel" / esc10_task.name
     results = read_results(out / "results.json")
     assert results["model"] == {"id": "mel", "name": "mel", "module": "hear_atst.mel", "options": {},
                                 "weights": None, "weights_sha256": None}
@@ -83,19 +75,22 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_runs, esc10
     assert "embedding esc50-v2.0.0-small with mel" in stderr
 
 
-def test_eval_rerun_reuses_embeddings_and_gives_identical_scores(esc10_runs, esc10_task: Path):
-    root, first, (code, stdout, stderr) = esc10_runs
-    assert code == 0, stderr
-    assert stdout.strip().splitlines()[-1] == first[1].strip().splitlines()[-1]
-    assert "embedding " not in stderr  # cached
-    results = read_results(root / "results" / "mel" / esc10_task.name / "results.json")
-    assert results["timing_s"]["embed"] < 5.0
+def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_task: Path, tmp_path: Path):
+    args = eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear", "--seeds", "2")
+    runs = [invoke(*args) for _ in range(2)]
+    assert [code for code, _, _ in runs] == [0, 0], runs[0][2]
+    lines = [stdout.strip().splitlines()[-1] for _, stdout, _ in runs]
+    assert lines[0] == lines[1] and lines[0].endswith("(5 folds × 2 seeds)")
+    assert "embedding spoken_digit" in runs[0][2] and "embedding " not in runs[1][2]  # the rerun used the cache
+    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "results.json")
+    assert [run["seed"] for run in results["runs"]] == [0, 1] and results["score"]["n"] == 10
+    assert 0.1 < results["score"]["mean"] < 0.9  # 10 spoken digits, 80 training clips
 
 
 def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
     """The event path: DCASE 2016 (72 scenes, 30 s) with the kit's post-processing, scored twice alike."""
     setup, folder = resolve_model("mel"), TaskFolder.load(dcase2016_small_task)
-    probe = ProbeConfig(protocol="linear", seeds=[0], max_epochs=10)
+    probe = ProbeConfig(protocol="linear", seeds=[0], max_epochs=10, psds=False)
     first = run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res", probe=probe,
                      progress=False)
     results = first.results
