@@ -286,21 +286,24 @@ def _finalise(out_dir: Path, folder: TaskFolder, event: bool) -> None:
     order = kit_order(folder.splits, {split: list(folder.labels[split]) for split in folder.splits})
     for split, names in order.items():
         split_dir = out_dir / split
-        arrays = [np.load(split_dir / f"{name}.embedding.npy", allow_pickle=False) for name in names]
+        shapes = [np.load(split_dir / f"{name}.embedding.npy", mmap_mode="r").shape for name in names]
+        if len({shape[-1] for shape in shapes}) != 1:
+            raise EmbeddingCacheError(f"{split_dir}: clips have different embedding sizes {sorted(set(shapes))}")
+        rows = sum(shape[0] for shape in shapes) if event else len(shapes)
+        dims = [rows, shapes[0][-1]]
         labels: list[Any] = []
         filename_timestamps: list[list[Any]] = []
-        for name in names:
-            clip_labels = json.loads((split_dir / f"{name}.target-labels.json").read_text(encoding="utf-8"))
-            if event:
-                labels += clip_labels
-                times = json.loads((split_dir / f"{name}.timestamps.json").read_text(encoding="utf-8"))
-                filename_timestamps += [[f"{split}/{name}", t] for t in times]
-            else:
-                labels.append(clip_labels)
-        matrix = np.concatenate(arrays) if event else np.stack(arrays)
-        with _atomic(out_dir / f"{split}.embeddings.npy") as handle:
-            handle.write(np.ascontiguousarray(matrix, dtype=np.float32).tobytes())
-        write_json_atomic(out_dir / f"{split}.embedding-dimensions.json", list(matrix.shape))
+        with _atomic(out_dir / f"{split}.embeddings.npy") as handle:  # filled clip by clip: bounded memory
+            for name in names:
+                handle.write(np.load(split_dir / f"{name}.embedding.npy", allow_pickle=False).tobytes())
+                clip_labels = json.loads((split_dir / f"{name}.target-labels.json").read_text(encoding="utf-8"))
+                if event:
+                    labels += clip_labels
+                    times = json.loads((split_dir / f"{name}.timestamps.json").read_text(encoding="utf-8"))
+                    filename_timestamps += [[f"{split}/{name}", t] for t in times]
+                else:
+                    labels.append(clip_labels)
+        write_json_atomic(out_dir / f"{split}.embedding-dimensions.json", dims)
         with _atomic(out_dir / f"{split}.target-labels.pkl") as handle:
             pickle.dump(labels, handle)
         if event:

@@ -76,7 +76,7 @@ class EvalOutcome:
     def summary_line(self) -> str:
         """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``."""
         score, n_seeds = self.results["score"], len(self.results["protocol"]["seeds"])
-        n_folds = score["n"] // n_seeds
+        n_folds = len(self.results["runs"][0]["folds"])
         std = "nan" if score["std"] is None else f"{score['std']:.4f}"
         mean = "nan" if score["mean"] is None else f"{score['mean']:.4f}"
         return (f"{self.results['task']['name']} {self.results['primary_score']} = {mean} ± {std} "

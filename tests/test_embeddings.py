@@ -297,3 +297,25 @@ def test_a_cache_of_another_identity_is_never_reused(digit_embeddings: Path, spo
     (copy / CONFIG_FILENAME).unlink()  # a folder without our config (e.g. the kit's) is not touched
     with pytest.raises(EmbeddingCacheError, match="not written by hear-atst"):
         embed_task(mel_setup, folder, root, progress=False)
+
+
+def test_model_options_and_weights_name_separate_caches(spoken_digit_task: Path, fixtures_dir: Path,
+                                                        tmp_path: Path):
+    """``--model-option blocks=N`` reaches load_model and, with the weights' hash, names the cache folder."""
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    weights = fixtures_dir / "atst_frame_lightning.ckpt"  # reduced ATST-Frame, 2 blocks
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    sizes = {}
+    for blocks in (1, 2):
+        result = CliRunner().invoke(app, [
+            "embed", "--model", "atst_frame", "--weights", str(weights), "--model-option", f"blocks={blocks}",
+            "--task", "spoken_digit", "--tasks-dir", str(spoken_digit_task.parent), "--embeddings-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.stderr
+        out = tmp_path / f"hear_atst.atst_frame-blocks={blocks}-weights={digest}" / spoken_digit_task.name
+        config = json.loads((out / CONFIG_FILENAME).read_text())
+        assert config["options"] == {"blocks": blocks} and config["weights_sha256"].startswith(digest)
+        sizes[blocks] = json.loads((out / "fold00.embedding-dimensions.json").read_text())
+    assert sizes[2] == [20, 2 * sizes[1][1]]
