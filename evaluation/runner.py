@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
 from evaluation.protocol import ProbeConfig, TaskResult, evaluate
 from evaluation.results import (
@@ -52,6 +54,8 @@ def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, opti
     """The registered model with its weights file found and hashed (clear errors for unknown names, missing or
     unexpected weights). ``random_weights=True`` among the options skips the weights (testing only)."""
     spec = get_model_spec(name)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available to this torch ({torch.__version__})")
     options = dict(options or {})
     path = None
     if weights and not spec.needs_weights:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from evaluation.commands import parse_model_options
@@ -150,6 +151,10 @@ def test_missing_or_unknown_task_and_model_messages(tmp_path: Path, esc10_task: 
     code, _, stderr = invoke("eval", "--model", "mel", "--task", "esc50", "--tasks-dir", str(esc10_task.parent),
                              "--weights", str(esc10_task / "task_metadata.json"))
     assert code == 2 and stderr.startswith("error: model mel takes no weights file")
+    if not torch.cuda.is_available():
+        code, _, stderr = invoke("eval", "--model", "mel", "--task", "esc50", "--tasks-dir", str(esc10_task.parent),
+                                 "--device", "cuda")
+        assert code == 2 and stderr.startswith("error: --device cuda: no CUDA device is available")
 
 
 def test_broken_task_folder_lists_its_problems(spoken_digit_task: Path, tmp_path: Path):
