@@ -39,7 +39,8 @@ def test_scene_scores_match_kit_definitions(esc_predictions):
     assert get_score("top1_acc").scene(predictions, targets) == loop_top1
     assert get_score("pitch_acc").scene(predictions, targets) == loop_top1
     assert 0.3 < loop_top1 < 1.0  # real, imperfect predictions
-    assert get_score("mAP").scene(predictions, targets) == average_precision_score(targets, predictions, average="macro")
+    expected_map = average_precision_score(targets, predictions, average="macro")
+    assert get_score("mAP").scene(predictions, targets) == expected_map
     assert get_score("aucroc").scene(predictions, targets) == roc_auc_score(targets, predictions, average="macro")
     per_class = roc_auc_score(targets, predictions, average=None)
     assert get_score("d_prime").scene(predictions, targets) == pytest.approx(
