@@ -54,6 +54,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
         handle.write(text)
         tmp = Path(handle.name)
+    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; a report is meant to be read by others
     os.replace(tmp, path)
 
 
