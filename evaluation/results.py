@@ -46,6 +46,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         json.dump(_finite_or_none(data), handle, indent=2)
         handle.write("\n")
         tmp = Path(handle.name)
+    os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600 files
     os.replace(tmp, path)
 
 

@@ -106,6 +106,7 @@ def save_safetensors_file(
         tmp = Path(handle.name)
     try:
         save_file(contiguous, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600 files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
