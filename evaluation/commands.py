@@ -7,11 +7,10 @@ primary score; progress and notes go to stderr.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -26,6 +25,7 @@ from evaluation.runner import (
     resolve_model,
     run_eval,
 )
+from hear_atst.registry import parse_model_options
 
 USAGE_ERROR = 2
 T = TypeVar("T")
@@ -44,20 +44,6 @@ class Device(str, Enum):
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
-
-
-def parse_model_options(items: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value is parsed as JSON when it is valid JSON (``blocks=1`` -> 1), else kept as text."""
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def _run(action: Callable[[], T]) -> T:

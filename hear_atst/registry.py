@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -78,3 +80,17 @@ def get_model_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def parse_model_options(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value is parsed as JSON when it is valid JSON (``blocks=1`` -> 1), else kept as text."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options

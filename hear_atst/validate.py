@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
-from hear_atst.registry import MODELS
+from hear_atst.registry import MODELS, parse_model_options
 
 HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 TIMESTAMP_LENGTHS_S = (1.07, 1.98, 4.0)  # hear-validator's clip lengths
@@ -376,8 +376,6 @@ def validate_command(
                                                 help="Length of the long-audio check.")] = LONG_SECONDS,
 ) -> None:
     """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
-    from evaluation.commands import parse_model_options
-
     try:
         options = parse_model_options(model_option)
     except ValueError as error:
