@@ -38,16 +38,20 @@ RESULTS_FILENAME = "results.json"
 PREDICTED_SCORES_FILENAME = "test.predicted-scores.json"
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON via a temporary file and ``os.replace``: a reader never sees a half-written file."""
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 text via a temporary file and ``os.replace``: a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(_finite_or_none(data), handle, indent=2)
-        handle.write("\n")
+        handle.write(text)
         tmp = Path(handle.name)
-    os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600 files
+    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600 files; results are meant to be read by others
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON (NaN/inf as null) atomically."""
+    write_text_atomic(path, json.dumps(_finite_or_none(data), indent=2) + "\n")
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.leaderboard.tables import write_text_atomic
+from evaluation.results import write_text_atomic
 
 PUBLISHED_COLUMNS = ("model", "task", "metric", "value", "protocol", "source", "note")
 

@@ -11,7 +11,8 @@ import pandas as pd
 from evaluation.leaderboard import html as html_page
 from evaluation.leaderboard.aggregate import collect_runs, published_for_runs
 from evaluation.leaderboard.published import load_published
-from evaluation.leaderboard.tables import leaderboard_frame, leaderboard_sections, render_markdown, write_text_atomic
+from evaluation.leaderboard.tables import leaderboard_frame, leaderboard_sections, render_markdown
+from evaluation.results import write_text_atomic
 
 Event = dict[str, Any]
 

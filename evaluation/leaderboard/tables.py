@@ -8,10 +8,7 @@ metric), followed by the *context* rows (other protocols or metrics), labelled a
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -45,17 +42,6 @@ class Section:
     title: str
     text: str = ""
     table: pd.DataFrame | None = None
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write UTF-8 text via a temporary file and ``os.replace``: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        handle.write(text)
-        tmp = Path(handle.name)
-    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; a report is meant to be read by others
-    os.replace(tmp, path)
 
 
 def leaderboard_frame(runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
