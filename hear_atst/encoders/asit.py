@@ -207,12 +207,18 @@ def _validated(state: Mapping[str, Any], source: str) -> dict[str, Tensor]:
 
 
 def build_encoder(kind: str, state: Mapping[str, Tensor]) -> AsitEncoder:
-    """An :class:`AsitEncoder` sized from the shapes of ``state`` (canonical encoder keys), strictly loaded, eval()."""
+    """An :class:`AsitEncoder` sized from the shapes of ``state`` (canonical encoder keys), strictly loaded, eval().
+
+    The module is created on the meta device and the checkpoint tensors are assigned to it (float32), so loading
+    never holds two copies of the weights and spends no time on a random initialisation.
+    """
     _check_kind(kind)
     state = _validated(state, "ASiT state dict")
     embed_dim, depth = _dims(state, "ASiT state dict")
-    encoder = AsitEncoder(embed_dim, depth)
-    encoder.load_state_dict(state, strict=True)
+    with torch.device("meta"):
+        encoder = AsitEncoder(embed_dim, depth)
+    state = {key: value if value.dtype == torch.float32 else value.float() for key, value in state.items()}
+    encoder.load_state_dict(state, strict=True, assign=True)
     return encoder.eval()
 
 
