@@ -2,8 +2,10 @@
 
 Folds (hear-eval-kit §3.5): ``trainvaltest`` is one split (train/valid/test); k-fold tasks rotate the sorted
 folds, test = fold i, valid = fold (i+1) mod k, train = the rest (in sorted order). With the ``hear``
-protocol the kit's grid (:mod:`evaluation.probes.grid`) is trained on fold 0 only, all grid points together;
-the best by validation score (stable sort, so ties keep grid order) is retrained on every other fold, all
+protocol the kit's grid (:mod:`evaluation.probes.grid`) is trained on fold 0 only, all grid points with the same
+schedule together (the ``default`` grid has one schedule; ``fast`` and ``faster`` vary max epochs, validation
+interval and patience, and each schedule gets its own bank); the best point by validation score over the whole
+grid (stable sort, so ties keep grid order) is retrained on every other fold, all
 folds together; each fold is tested with its own best checkpoint and, for event tasks, the post-processing
 setting chosen at that checkpoint's validation. The ``linear`` protocol trains EVAR's linear probe the same
 way (a grid of one). Each seed repeats everything with its own initialisation, batch order and dropout.
@@ -15,6 +17,7 @@ seeds`` — the mean, the sample std (ddof=1) and a 95 % Student-t interval ``me
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -216,7 +219,9 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- heads and schedules
 
-    def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], Schedule]:
+    def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
+        """The grid points: hyper-parameters, heads and each head's schedule (the kit's fast/faster grids vary
+        ``max_epochs``, ``check_val_every_n_epoch`` and ``patience`` between points)."""
         config = self.config
         if config.protocol == "linear":
             head = linear_head(config.linear_lr, config.linear_weight_decay)
@@ -224,22 +229,20 @@ class _Evaluator:
             hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
                         "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
                         "patience": schedule.patience}]
-            heads = [head]
-        else:
-            hparams = sample_grid(self.metadata, config.grid_points, config.grid)
-            heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
-                                lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
-                     for h in hparams]
-            schedules = {(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"], h["batch_size"])
-                         for h in hparams}
-            if len(schedules) != 1:
-                raise ValueError(f"grid points with different schedules are not supported: {sorted(schedules)}")
-            max_epochs, check, patience, batch = schedules.pop()
-            schedule = Schedule(max_epochs, check, patience, batch, config.shuffle, self.maximize)
-        if config.max_epochs is not None:
-            schedule = Schedule(min(schedule.max_epochs, config.max_epochs), schedule.check_every, schedule.patience,
-                                schedule.batch_size, schedule.shuffle, schedule.maximize)
-        return hparams, heads, schedule
+            return hparams, [head], [self._capped(schedule)]
+        hparams = sample_grid(self.metadata, config.grid_points, config.grid)
+        heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
+                            lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
+                 for h in hparams]
+        schedules = [self._capped(Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
+                                           h["batch_size"], config.shuffle, self.maximize)) for h in hparams]
+        return hparams, heads, schedules
+
+    def _capped(self, schedule: Schedule) -> Schedule:
+        """``schedule`` with ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
+        if self.config.max_epochs is None:
+            return schedule
+        return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, self.config.max_epochs))
 
     def _validator(self, fold: _Fold):
         targets = fold.y[fold.valid_rows]
@@ -257,10 +260,11 @@ class _Evaluator:
 
         return validate
 
-    def _members(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], seed: int) -> list[Member]:
+    def _members(self, folds: Sequence[_Fold], heads: Sequence[tuple[int, HeadConfig]], seed: int) -> list[Member]:
+        """One member per (fold, head), fold-major; a head's index (its grid position) is part of its init seed."""
         members = []
         for fold in folds:
-            for index, head in enumerate(heads):
+            for index, head in heads:
                 members.append(Member(
                     config=head, init_seed=seed * 1_000_003 + fold.index * 1009 + index,
                     shuffle_seed=seed * 1_000_003 + fold.index, train_rows=fold.train_rows,
@@ -271,8 +275,21 @@ class _Evaluator:
     def _x_for(self, fold_rows: np.ndarray) -> torch.Tensor:
         return standardize(self.data.x, fold_rows) if self.config.protocol == "linear" else self.data.x
 
-    def _train(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], schedule: Schedule, seed: int
+    def _train(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], schedules: Sequence[Schedule], seed: int
                ) -> list[Trained]:
+        """Every (fold, head) trained, fold-major; heads with different schedules train in separate banks."""
+        groups: dict[Schedule, list[int]] = {}
+        for index, schedule in enumerate(schedules):
+            groups.setdefault(schedule, []).append(index)
+        trained: dict[tuple[int, int], Trained] = {}
+        for schedule, indices in groups.items():
+            results = self._train_bank(folds, [(i, heads[i]) for i in indices], schedule, seed)
+            trained.update(zip([(f, i) for f in range(len(folds)) for i in indices], results, strict=True))
+        return [trained[f, i] for f in range(len(folds)) for i in range(len(heads))]
+
+    def _train_bank(self, folds: Sequence[_Fold], heads: Sequence[tuple[int, HeadConfig]], schedule: Schedule,
+                    seed: int) -> list[Trained]:
+        """Heads of one schedule on every fold, fold-major."""
         if self.config.protocol == "linear":  # standardisation differs per fold: one fold at a time
             return [t for fold in folds
                     for t in train_heads(self._members([fold], heads, seed), self._x_for(fold.train_rows),
@@ -319,13 +336,13 @@ class _Evaluator:
     def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.time()
         first = self.folds[0]
-        hparams, heads, schedule = self._candidates(len(first.train_rows))
-        grid = self._train([first], heads, schedule, seed)
+        hparams, heads, schedules = self._candidates(len(first.train_rows))
+        grid = self._train([first], heads, schedules, seed)
         order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
         best = order[0]
         grid_minutes = (time.time() - start) / 60
         start = time.time()
-        others = self._train(self.folds[1:], [heads[best]], schedule, seed) if len(self.folds) > 1 else []
+        others = self._train(self.folds[1:], [heads[best]], [schedules[best]], seed) if len(self.folds) > 1 else []
         other_minutes = (time.time() - start) / 60
         per_fold = [grid[best], *others]
         folds_json: dict[str, Any] = {}
@@ -402,7 +419,8 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
     return TaskResult(
         task_name=task.task_name,
         protocol={"name": config.protocol, "shuffle": config.shuffle, "seeds": list(config.seeds),
-                  "grid_points": config.grid_points if config.protocol == "hear" else None},
+                  "grid_points": config.grid_points if config.protocol == "hear" else None,
+                  "grid": config.grid if config.protocol == "hear" else None},
         primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,
         runs=runs, predicted_scores=kits, probe_seconds=time.time() - start,
     )

@@ -200,7 +200,7 @@ def test_esc10_five_fold_chain_with_the_hear_protocol(model: str, low: float, hi
     """ESC-10 (5 folds) with the kit's protocol (grid of 8 on fold 0, 500 epochs max), twice: sane and identical."""
     first, second = _chain_twice(model, esc10_task, tmp_path, ProbeConfig(seeds=[0]))
     assert first == second
-    assert first["protocol"] == {"name": "hear", "shuffle": True, "seeds": [0], "grid_points": 8}
+    assert first["protocol"] == {"name": "hear", "shuffle": True, "seeds": [0], "grid_points": 8, "grid": "default"}
     assert low < first["score"]["mean"] < high and first["score"]["n"] == 5
 
 
