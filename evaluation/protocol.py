@@ -34,6 +34,7 @@ from evaluation.probes.grid import sample_grid
 from evaluation.probes.linear import linear_head, linear_schedule, standardize
 from evaluation.probes.mlp import HeadConfig, predict
 from evaluation.probes.train import Member, Schedule, Trained, train_heads
+from evaluation.results import FoldEvents
 from evaluation.scores import EventMap, get_score, psds
 
 PSDS_THRESHOLDS = np.arange(1 / 100, 1, 1 / 50)  # 50 operating points 0.01 .. 0.99 (DCASE task 4 baseline)
@@ -75,6 +76,7 @@ class TaskResult:
     runs: list[dict[str, Any]]
     predicted_scores: list[dict[str, Any]]  # the kit's test.predicted-scores.json, one per seed
     probe_seconds: float
+    events: FoldEvents | None = None  # event tasks: the first seed's first fold's test events (test.events.json)
 
     def to_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in
@@ -298,7 +300,8 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- test
 
-    def _test(self, fold: _Fold, trained: Trained) -> dict[str, float]:
+    def _test(self, fold: _Fold, trained: Trained) -> tuple[dict[str, float], EventMap | None]:
+        """The test scores of one fold's best checkpoint (the kit's keys) and, for event tasks, its events."""
         x = self._x_for(fold.train_rows)
         rows = torch.as_tensor(fold.test_rows, dtype=torch.long, device=x.device)
         probs_t, logits_t = predict([trained.state], x[rows], self.multilabel)
@@ -306,6 +309,7 @@ class _Evaluator:
         targets = fold.y[fold.test_rows]
         out: dict[str, float] = {"test_loss": _loss(logits, targets, self.multilabel)}
         metrics: dict[str, float] = {}
+        predicted = None
         if self.task.embedding_type == "scene":
             for name in self.metadata["evaluation"]:
                 metrics[f"test_{name}"] = get_score(name).scene(probs, targets)
@@ -320,7 +324,7 @@ class _Evaluator:
                 metrics["test_psds1"] = self._psds(layout, probs, reference, trained.extra)
         out["test_score"] = metrics[f"test_{self.primary.name}"]
         out.update(metrics)
-        return out
+        return out, predicted
 
     def _psds(self, layout: FrameLayout, probs: np.ndarray, reference: EventMap, setting: Any) -> float:
         points = [layout.events(probs, self.labels, setting, threshold=float(t)) for t in PSDS_THRESHOLDS]
@@ -333,7 +337,8 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- one seed
 
-    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
+        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events)."""
         start = time.time()
         first = self.folds[0]
         hparams, heads, schedules = self._candidates(len(first.train_rows))
@@ -347,9 +352,13 @@ class _Evaluator:
         per_fold = [grid[best], *others]
         folds_json: dict[str, Any] = {}
         kit: dict[str, Any] = {}
+        events = None
         for fold, trained in zip(self.folds, per_fold, strict=True):
-            results = self._test(fold, trained)
+            results, predicted = self._test(fold, trained)
             setting = dict(trained.extra) if trained.extra is not None else None
+            if predicted is not None and fold.index == 0:
+                events = FoldEvents.build(self.task.task_name, fold.name, seed, setting, predicted,
+                                          fold.references["test"])
             folds_json[fold.name] = {
                 "scores": {key[5:]: value for key, value in results.items()
                            if key[5:] in self.metadata["evaluation"] or key == "test_psds1"},
@@ -372,7 +381,7 @@ class _Evaluator:
                      for h, t in zip(hparams, grid, strict=True)],
             "folds": folds_json,
         }
-        return run, kit
+        return run, kit, events
 
 
 def _aggregate(fold_results: list[dict[str, float]]) -> dict[str, float]:
@@ -405,11 +414,12 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
     config = config or ProbeConfig()
     start = time.time()
     evaluator = _Evaluator(task, config)
-    runs, kits = [], []
+    runs, kits, events = [], [], []
     for seed in config.seeds:
-        run, kit = evaluator.run_seed(seed)
+        run, kit, fold_events = evaluator.run_seed(seed)
         runs.append(run)
         kits.append(kit)
+        events.append(fold_events)
     metric_names = list(task.metadata["evaluation"])
     if task.embedding_type == "event" and config.psds:
         metric_names.append("psds1")
@@ -422,5 +432,5 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
                   "grid_points": config.grid_points if config.protocol == "hear" else None,
                   "grid": config.grid if config.protocol == "hear" else None},
         primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,
-        runs=runs, predicted_scores=kits, probe_seconds=time.time() - start,
+        runs=runs, predicted_scores=kits, probe_seconds=time.time() - start, events=events[0],
     )
