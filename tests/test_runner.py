@@ -171,6 +171,16 @@ def test_two_checkpoints_of_one_model_get_two_results_folders(spoken_digit_task:
     assert sorted(runs["model"]) == sorted(ids) and set(runs["model_name"]) == {"atst_clip"}
 
 
+def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_path: Path):
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "faster"))
+    assert code == 0, stderr
+    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "results.json")
+    assert results["protocol"]["grid"] == "faster" and results["protocol"]["grid_points"] == 8
+    assert results["runs"][0]["selected_hyperparameters"]["max_epochs"] == 10  # every faster point runs 10 epochs
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "huge"))
+    assert code == 2 and "huge" in stderr
+
+
 def test_embed_cli_and_tasks_dir_from_the_environment(spoken_digit_task: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HEAR_ATST_TASKS", str(spoken_digit_task.parent))
