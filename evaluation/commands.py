@@ -36,6 +36,12 @@ class Protocol(str, Enum):
     linear = "linear"
 
 
+class Grid(str, Enum):
+    default = "default"
+    fast = "fast"
+    faster = "faster"
+
+
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
@@ -101,6 +107,8 @@ def eval_command(
         DEFAULT_RESULTS_DIR),
     protocol: Annotated[Protocol, typer.Option("--protocol", help="hear: the kit's MLP grid; linear: EVAR's probe.")
                         ] = Protocol.hear,
+    grid: Annotated[Grid, typer.Option("--grid", help="The kit's hyper-parameter grid (hear protocol).")
+                    ] = Grid.default,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = 1,
     no_shuffle: Annotated[bool, typer.Option(
         "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour).")] = False,
@@ -112,7 +120,7 @@ def eval_command(
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
     probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
-                        device=device.value)
+                        grid=grid.value, device=device.value)
     outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
                                     probe=probe, log=_log))
     _log(f"results: {outcome.results_path}")

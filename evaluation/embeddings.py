@@ -56,6 +56,7 @@ PROFILE_FILENAME = "profile.embeddings.json"
 IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "task_folder")
 DEFAULT_BATCH_SECONDS = 80.0  # ~ the kit's 0.7 * 120 s budget at 16 kHz (hear_eval.md §3.1)
 SHUFFLE_SEED = 0
+RESULTS_HASH_CHARS = 8  # weights sha256 prefix in a results folder name (model_id)
 
 
 class EmbeddingCacheError(ValueError):
@@ -80,9 +81,10 @@ class ModelSetup:
 
     @property
     def model_id(self) -> str:
-        """Results folder name: ``<name><-k=v ...>``, e.g. ``atst_frame-blocks=1`` (the weights' hash is in
-        ``results.json``, not in this name)."""
-        return self.name + options_suffix(self._name_options())
+        """Results folder name: ``<name><-k=v ...>``, plus ``-weights=<sha256[:8]>`` when a weights file is used,
+        e.g. ``atst_frame-blocks=1-weights=1a2b3c4d``: results of two checkpoints never share a folder."""
+        weights = {"weights": self.weights_sha256[:RESULTS_HASH_CHARS]} if self.weights_sha256 else {}
+        return self.name + options_suffix({**self._name_options(), **weights})
 
     @property
     def embeddings_dirname(self) -> str:

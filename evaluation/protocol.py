@@ -2,8 +2,10 @@
 
 Folds (hear-eval-kit §3.5): ``trainvaltest`` is one split (train/valid/test); k-fold tasks rotate the sorted
 folds, test = fold i, valid = fold (i+1) mod k, train = the rest (in sorted order). With the ``hear``
-protocol the kit's grid (:mod:`evaluation.probes.grid`) is trained on fold 0 only, all grid points together;
-the best by validation score (stable sort, so ties keep grid order) is retrained on every other fold, all
+protocol the kit's grid (:mod:`evaluation.probes.grid`) is trained on fold 0 only, all grid points with the same
+schedule together (the ``default`` grid has one schedule; ``fast`` and ``faster`` vary max epochs, validation
+interval and patience, and each schedule gets its own bank); the best point by validation score over the whole
+grid (stable sort, so ties keep grid order) is retrained on every other fold, all
 folds together; each fold is tested with its own best checkpoint and, for event tasks, the post-processing
 setting chosen at that checkpoint's validation. The ``linear`` protocol trains EVAR's linear probe the same
 way (a grid of one). Each seed repeats everything with its own initialisation, batch order and dropout.
@@ -15,6 +17,7 @@ seeds`` — the mean, the sample std (ddof=1) and a 95 % Student-t interval ``me
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ from evaluation.probes.grid import sample_grid
 from evaluation.probes.linear import linear_head, linear_schedule, standardize
 from evaluation.probes.mlp import HeadConfig, predict
 from evaluation.probes.train import Member, Schedule, Trained, train_heads
+from evaluation.results import FoldEvents
 from evaluation.scores import EventMap, get_score, psds
 
 PSDS_THRESHOLDS = np.arange(1 / 100, 1, 1 / 50)  # 50 operating points 0.01 .. 0.99 (DCASE task 4 baseline)
@@ -72,6 +76,7 @@ class TaskResult:
     runs: list[dict[str, Any]]
     predicted_scores: list[dict[str, Any]]  # the kit's test.predicted-scores.json, one per seed
     probe_seconds: float
+    events: FoldEvents | None = None  # event tasks: the first seed's first fold's test events (test.events.json)
 
     def to_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in
@@ -216,7 +221,9 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- heads and schedules
 
-    def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], Schedule]:
+    def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
+        """The grid points: hyper-parameters, heads and each head's schedule (the kit's fast/faster grids vary
+        ``max_epochs``, ``check_val_every_n_epoch`` and ``patience`` between points)."""
         config = self.config
         if config.protocol == "linear":
             head = linear_head(config.linear_lr, config.linear_weight_decay)
@@ -224,22 +231,20 @@ class _Evaluator:
             hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
                         "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
                         "patience": schedule.patience}]
-            heads = [head]
-        else:
-            hparams = sample_grid(self.metadata, config.grid_points, config.grid)
-            heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
-                                lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
-                     for h in hparams]
-            schedules = {(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"], h["batch_size"])
-                         for h in hparams}
-            if len(schedules) != 1:
-                raise ValueError(f"grid points with different schedules are not supported: {sorted(schedules)}")
-            max_epochs, check, patience, batch = schedules.pop()
-            schedule = Schedule(max_epochs, check, patience, batch, config.shuffle, self.maximize)
-        if config.max_epochs is not None:
-            schedule = Schedule(min(schedule.max_epochs, config.max_epochs), schedule.check_every, schedule.patience,
-                                schedule.batch_size, schedule.shuffle, schedule.maximize)
-        return hparams, heads, schedule
+            return hparams, [head], [self._capped(schedule)]
+        hparams = sample_grid(self.metadata, config.grid_points, config.grid)
+        heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
+                            lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
+                 for h in hparams]
+        schedules = [self._capped(Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
+                                           h["batch_size"], config.shuffle, self.maximize)) for h in hparams]
+        return hparams, heads, schedules
+
+    def _capped(self, schedule: Schedule) -> Schedule:
+        """``schedule`` with ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
+        if self.config.max_epochs is None:
+            return schedule
+        return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, self.config.max_epochs))
 
     def _validator(self, fold: _Fold):
         targets = fold.y[fold.valid_rows]
@@ -257,10 +262,11 @@ class _Evaluator:
 
         return validate
 
-    def _members(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], seed: int) -> list[Member]:
+    def _members(self, folds: Sequence[_Fold], heads: Sequence[tuple[int, HeadConfig]], seed: int) -> list[Member]:
+        """One member per (fold, head), fold-major; a head's index (its grid position) is part of its init seed."""
         members = []
         for fold in folds:
-            for index, head in enumerate(heads):
+            for index, head in heads:
                 members.append(Member(
                     config=head, init_seed=seed * 1_000_003 + fold.index * 1009 + index,
                     shuffle_seed=seed * 1_000_003 + fold.index, train_rows=fold.train_rows,
@@ -271,8 +277,21 @@ class _Evaluator:
     def _x_for(self, fold_rows: np.ndarray) -> torch.Tensor:
         return standardize(self.data.x, fold_rows) if self.config.protocol == "linear" else self.data.x
 
-    def _train(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], schedule: Schedule, seed: int
+    def _train(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], schedules: Sequence[Schedule], seed: int
                ) -> list[Trained]:
+        """Every (fold, head) trained, fold-major; heads with different schedules train in separate banks."""
+        groups: dict[Schedule, list[int]] = {}
+        for index, schedule in enumerate(schedules):
+            groups.setdefault(schedule, []).append(index)
+        trained: dict[tuple[int, int], Trained] = {}
+        for schedule, indices in groups.items():
+            results = self._train_bank(folds, [(i, heads[i]) for i in indices], schedule, seed)
+            trained.update(zip([(f, i) for f in range(len(folds)) for i in indices], results, strict=True))
+        return [trained[f, i] for f in range(len(folds)) for i in range(len(heads))]
+
+    def _train_bank(self, folds: Sequence[_Fold], heads: Sequence[tuple[int, HeadConfig]], schedule: Schedule,
+                    seed: int) -> list[Trained]:
+        """Heads of one schedule on every fold, fold-major."""
         if self.config.protocol == "linear":  # standardisation differs per fold: one fold at a time
             return [t for fold in folds
                     for t in train_heads(self._members([fold], heads, seed), self._x_for(fold.train_rows),
@@ -281,7 +300,8 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- test
 
-    def _test(self, fold: _Fold, trained: Trained) -> dict[str, float]:
+    def _test(self, fold: _Fold, trained: Trained) -> tuple[dict[str, float], EventMap | None]:
+        """The test scores of one fold's best checkpoint (the kit's keys) and, for event tasks, its events."""
         x = self._x_for(fold.train_rows)
         rows = torch.as_tensor(fold.test_rows, dtype=torch.long, device=x.device)
         probs_t, logits_t = predict([trained.state], x[rows], self.multilabel)
@@ -289,6 +309,7 @@ class _Evaluator:
         targets = fold.y[fold.test_rows]
         out: dict[str, float] = {"test_loss": _loss(logits, targets, self.multilabel)}
         metrics: dict[str, float] = {}
+        predicted = None
         if self.task.embedding_type == "scene":
             for name in self.metadata["evaluation"]:
                 metrics[f"test_{name}"] = get_score(name).scene(probs, targets)
@@ -303,7 +324,7 @@ class _Evaluator:
                 metrics["test_psds1"] = self._psds(layout, probs, reference, trained.extra)
         out["test_score"] = metrics[f"test_{self.primary.name}"]
         out.update(metrics)
-        return out
+        return out, predicted
 
     def _psds(self, layout: FrameLayout, probs: np.ndarray, reference: EventMap, setting: Any) -> float:
         points = [layout.events(probs, self.labels, setting, threshold=float(t)) for t in PSDS_THRESHOLDS]
@@ -316,23 +337,28 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- one seed
 
-    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
+        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events)."""
         start = time.time()
         first = self.folds[0]
-        hparams, heads, schedule = self._candidates(len(first.train_rows))
-        grid = self._train([first], heads, schedule, seed)
+        hparams, heads, schedules = self._candidates(len(first.train_rows))
+        grid = self._train([first], heads, schedules, seed)
         order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
         best = order[0]
         grid_minutes = (time.time() - start) / 60
         start = time.time()
-        others = self._train(self.folds[1:], [heads[best]], schedule, seed) if len(self.folds) > 1 else []
+        others = self._train(self.folds[1:], [heads[best]], [schedules[best]], seed) if len(self.folds) > 1 else []
         other_minutes = (time.time() - start) / 60
         per_fold = [grid[best], *others]
         folds_json: dict[str, Any] = {}
         kit: dict[str, Any] = {}
+        events = None
         for fold, trained in zip(self.folds, per_fold, strict=True):
-            results = self._test(fold, trained)
+            results, predicted = self._test(fold, trained)
             setting = dict(trained.extra) if trained.extra is not None else None
+            if predicted is not None and fold.index == 0:
+                events = FoldEvents.build(self.task.task_name, fold.name, seed, setting, predicted,
+                                          fold.references["test"])
             folds_json[fold.name] = {
                 "scores": {key[5:]: value for key, value in results.items()
                            if key[5:] in self.metadata["evaluation"] or key == "test_psds1"},
@@ -355,7 +381,7 @@ class _Evaluator:
                      for h, t in zip(hparams, grid, strict=True)],
             "folds": folds_json,
         }
-        return run, kit
+        return run, kit, events
 
 
 def _aggregate(fold_results: list[dict[str, float]]) -> dict[str, float]:
@@ -388,11 +414,12 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
     config = config or ProbeConfig()
     start = time.time()
     evaluator = _Evaluator(task, config)
-    runs, kits = [], []
+    runs, kits, events = [], [], []
     for seed in config.seeds:
-        run, kit = evaluator.run_seed(seed)
+        run, kit, fold_events = evaluator.run_seed(seed)
         runs.append(run)
         kits.append(kit)
+        events.append(fold_events)
     metric_names = list(task.metadata["evaluation"])
     if task.embedding_type == "event" and config.psds:
         metric_names.append("psds1")
@@ -402,7 +429,8 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
     return TaskResult(
         task_name=task.task_name,
         protocol={"name": config.protocol, "shuffle": config.shuffle, "seeds": list(config.seeds),
-                  "grid_points": config.grid_points if config.protocol == "hear" else None},
+                  "grid_points": config.grid_points if config.protocol == "hear" else None,
+                  "grid": config.grid if config.protocol == "hear" else None},
         primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,
-        runs=runs, predicted_scores=kits, probe_seconds=time.time() - start,
+        runs=runs, predicted_scores=kits, probe_seconds=time.time() - start, events=events[0],
     )

@@ -1,7 +1,8 @@
-"""The results file of one (model, task) evaluation, and atomic JSON I/O.
+"""The results file of one (model, task) evaluation, the events file of event tasks, and atomic JSON I/O.
 
 Layout: ``<results_dir>/<model_id>/<task_folder>/results.json`` (this schema) next to the HEAR kit's
-``test.predicted-scores.json``. ``model_id`` is the model name plus its options, e.g. ``atst_frame-blocks=1``.
+``test.predicted-scores.json``. ``model_id`` is the model name plus its options plus, when a weights file is used,
+the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4d`` (``mel``: no weights, no hash).
 
 ``results.json`` (schema ``hear-atst-results/1``)::
 
@@ -10,7 +11,8 @@ Layout: ``<results_dir>/<model_id>/<task_folder>/results.json`` (this schema) ne
       "date": "2026-11-22T10:00:00+00:00",
       "model": {"id", "name", "module", "options": {}, "weights": str|null, "weights_sha256": str|null},
       "task": {"name", "folder", "embedding_type", "prediction_type", "split_mode", "evaluation": [...]},
-      "protocol": {"name": "hear"|"linear", "shuffle": bool, "grid_points": int|null, "seeds": [int, ...]},
+      "protocol": {"name": "hear"|"linear", "shuffle": bool, "grid_points": int|null,
+                   "grid": "default"|"fast"|"faster"|null, "seeds": [int, ...]},
       "primary_score": "top1_acc",
       "higher_is_better": true,
       "score": {"mean", "std", "ci95": [lo, hi], "n"},         # the primary score over folds x seeds
@@ -22,6 +24,19 @@ Layout: ``<results_dir>/<model_id>/<task_folder>/results.json`` (this schema) ne
       "timing_s": {"embed": float, "probe": float, "total": float},
       "environment": {"hear_atst", "python", "torch", "numpy", "scikit-learn", "sed_eval", "device", "precision"}
     }
+
+Event tasks also get ``test.events.json`` (schema ``hear-atst-events/1``): the events of the first seed's first fold,
+predicted by its best checkpoint under the post-processing chosen on validation, next to the reference events of
+that test split, for every test file (times in ms, labels as strings, each list sorted by start)::
+
+    {
+      "schema": "hear-atst-events/1",
+      "task": "dcase2016_task2",
+      "fold": "test",                                          # the test split(s), "|"-joined
+      "seed": 0,
+      "postprocessing": {"median_filter_ms": 250, "min_duration": 125},
+      "files": {"<file>": {"predicted": [{"label", "start", "end"}, ...], "reference": [...]}}
+    }
 """
 
 from __future__ import annotations
@@ -30,12 +45,18 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 RESULTS_SCHEMA = "hear-atst-results/1"
 RESULTS_FILENAME = "results.json"
 PREDICTED_SCORES_FILENAME = "test.predicted-scores.json"
+EVENTS_SCHEMA = "hear-atst-events/1"
+EVENTS_FILENAME = "test.events.json"
+
+Event = dict[str, Any]  # {"label": str, "start": float ms, "end": float ms}
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -75,3 +96,51 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data.get("schema") != RESULTS_SCHEMA:
         raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {RESULTS_SCHEMA!r}")
     return data
+
+
+@dataclass(frozen=True)
+class FoldEvents:
+    """Predicted and reference events of one test split, per file (the content of ``test.events.json``)."""
+
+    task: str
+    fold: str
+    seed: int
+    postprocessing: dict[str, float] | None
+    files: dict[str, dict[str, list[Event]]]  # file -> {"predicted": [...], "reference": [...]}
+
+    @classmethod
+    def build(cls, task: str, fold: str, seed: int, postprocessing: dict[str, float] | None,
+              predicted: Mapping[str, Sequence[Mapping[str, Any]]],
+              reference: Mapping[str, Sequence[Mapping[str, Any]]]) -> FoldEvents:
+        """Pair every file's predicted and reference events (a file missing on one side gets ``[]``)."""
+        names = sorted({*predicted, *reference})
+        files = {name: {"predicted": _normalised(predicted.get(name, [])),
+                        "reference": _normalised(reference.get(name, []))} for name in names}
+        return cls(task, fold, seed, postprocessing, files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": EVENTS_SCHEMA, "task": self.task, "fold": self.fold, "seed": self.seed,
+                "postprocessing": self.postprocessing, "files": self.files}
+
+
+def _normalised(events: Sequence[Mapping[str, Any]]) -> list[Event]:
+    """Events as plain JSON values (string label, float ms), stably sorted by start."""
+    plain = [{"label": str(e["label"]), "start": float(e["start"]), "end": float(e["end"])} for e in events]
+    return sorted(plain, key=lambda event: event["start"])
+
+
+def read_events(path: str | os.PathLike[str]) -> FoldEvents:
+    """Read a ``test.events.json``, checking its schema tag and shape."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable events file: {error}") from None
+    if data.get("schema") != EVENTS_SCHEMA:
+        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {EVENTS_SCHEMA!r}")
+    try:
+        files = {name: {side: _normalised(entry[side]) for side in ("predicted", "reference")}
+                 for name, entry in data["files"].items()}
+        return FoldEvents(str(data["task"]), str(data["fold"]), int(data["seed"]), data["postprocessing"], files)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{path}: events file lacks a required field ({error!r})") from None

@@ -2,7 +2,8 @@
 
 Output: ``<results_dir>/<model_id>/<task_folder>/results.json`` (schema in :mod:`evaluation.results`) and
 ``test.predicted-scores.json`` (the HEAR kit's file for the first seed, with ``embedding_path``), so numbers
-compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise).
+compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise);
+event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
 from evaluation.protocol import ProbeConfig, TaskResult, evaluate
 from evaluation.results import (
+    EVENTS_FILENAME,
     PREDICTED_SCORES_FILENAME,
     RESULTS_FILENAME,
     RESULTS_SCHEMA,
@@ -76,6 +78,7 @@ class EvalOutcome:
     results: dict[str, Any]
     results_path: Path
     predicted_scores_path: Path
+    events_path: Path | None = None  # event tasks: test.events.json
 
     def summary_line(self) -> str:
         """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``."""
@@ -96,7 +99,8 @@ def embed(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLi
 def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
              results_dir: str | os.PathLike[str] = DEFAULT_RESULTS_DIR, probe: ProbeConfig | None = None,
              progress: bool = True, log: Log | None = None) -> EvalOutcome:
-    """Embed (cached), probe and score one task; write ``results.json`` and ``test.predicted-scores.json``."""
+    """Embed (cached), probe and score one task; write ``results.json``, ``test.predicted-scores.json`` and, for
+    event tasks, ``test.events.json``."""
     probe = probe or ProbeConfig()
     started = time.perf_counter()
     embeddings_path = embed(setup, folder, embeddings_dir, progress=progress, log=log)
@@ -111,9 +115,13 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
         "embed": embedded - started, "probe": finished - embedded, "total": finished - started})
     results_path, scores_path = out_dir / RESULTS_FILENAME, out_dir / PREDICTED_SCORES_FILENAME
     write_json_atomic(scores_path, {**result.to_predicted_scores(0), "embedding_path": str(embeddings_path)})
+    events_path = None
+    if result.events is not None:
+        events_path = out_dir / EVENTS_FILENAME
+        write_json_atomic(events_path, result.events.to_json())
     write_json_atomic(results_path, results)
     return EvalOutcome(results=read_results(results_path), results_path=results_path,
-                       predicted_scores_path=scores_path)
+                       predicted_scores_path=scores_path, events_path=events_path)
 
 
 def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, probe: ProbeConfig,

@@ -272,7 +272,8 @@ def test_cache_key_holds_weights_hash_options_and_precision(fixtures_dir: Path):
     assert plain.embeddings_dirname == f"hear_atst.atst_frame-weights={digest[:12]}"
     blocks = resolve_model("atst_frame", weights, {"blocks": 1}, precision="bf16")
     assert blocks.embeddings_dirname == f"hear_atst.atst_frame-blocks=1-precision=bf16-weights={digest[:12]}"
-    assert blocks.model_id == "atst_frame-blocks=1-precision=bf16"
+    assert blocks.model_id == f"atst_frame-blocks=1-precision=bf16-weights={digest[:8]}"
+    assert resolve_model("mel").model_id == "mel"  # no weights file, no hash
     listed = resolve_model("atst_frame", weights, {"blocks": [11, 12]})
     assert listed.embeddings_dirname == f"hear_atst.atst_frame-blocks=11_12-weights={digest[:12]}"
     assert len({plain.embeddings_dirname, blocks.embeddings_dirname, listed.embeddings_dirname}) == 3

@@ -20,7 +20,8 @@ from evaluation.leaderboard.published import (
     load_published,
     read_published_table,
 )
-from evaluation.leaderboard.report import Timeline, write_leaderboard
+from evaluation.leaderboard.report import Timeline, file_timeline, run_timelines, write_leaderboard
+from evaluation.results import EVENTS_FILENAME, FoldEvents, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published"
@@ -256,6 +257,43 @@ def test_event_timeline_needs_events() -> None:
         event_timeline_figure([], [], "empty.wav")
     png = figure_png(event_timeline_figure([{"label": 3, "start": 0.0, "end": 10.0}], [], "one.wav"))
     assert png.startswith(b"\x89PNG")
+
+
+def _event(label: str, start: float) -> dict:
+    return {"label": label, "start": start, "end": start + 500.0}
+
+
+def test_timelines_come_from_the_events_files_of_the_runs_shown(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    dcase = make_results(
+        "mel", "dcase2016_task2", "dcase2016_task2-hear2021-full", {"test": 0.3}, metric="event_onset_200ms_fms"
+    )
+    old = write_results(root, {**dcase, "date": "2026-11-20T09:00:00+00:00"}, run="old")
+    new = write_results(root, dcase, run="new")
+    write_results(root, make_results("mel", "esc50", "esc50-v2.0.0-full", {"fold00": 0.5, "fold01": 0.6}))
+    reference = {"a.wav": [_event("cough", 0.0)], "c.wav": [_event("door", 900.0), _event("cough", 0.0)],
+                 "b.wav": [_event("keys", 0.0), _event("door", 2000.0)], "d.wav": []}
+    predicted = {"c.wav": [_event("door", 100.0)], "d.wav": [_event("keys", 10.0)] * 3}
+    setting = {"median_filter_ms": 250, "min_duration": 125}
+    events = FoldEvents.build("dcase2016_task2", "test", 0, setting, predicted, reference)
+    write_json_atomic(new.with_name(EVENTS_FILENAME), events.to_json())
+    superseded = FoldEvents.build("dcase2016_task2", "test", 0, setting, {}, {"z.wav": [_event("keys", 0.0)]})
+    write_json_atomic(old.with_name(EVENTS_FILENAME), superseded.to_json())
+
+    timelines = run_timelines(collect_runs(root))  # the latest dcase run only; the scene run has no events
+    # b.wav and c.wav both have two reference events: the first name wins, whatever was predicted
+    assert timelines == [Timeline("mel on dcase2016_task2 (hear), b.wav", reference["b.wav"], [])]
+    assert events.files["c.wav"]["reference"] == [_event("cough", 0.0), _event("door", 900.0)]  # sorted by start
+    assert file_timeline("x", FoldEvents.build("t", "test", 0, None, {}, {"e.wav": []})) is None
+
+    page = write_leaderboard(root, PUBLISHED, tmp_path / "out", with_html=True).html.read_text()
+    alts = re.findall(r'<img alt="([^"]*)"', page)
+    assert [alt for alt in alts if alt.startswith("Event timeline")] == [
+        "Event timeline: mel on dcase2016_task2 (hear), b.wav"
+    ]
+    new.with_name(EVENTS_FILENAME).write_text('{"schema": "hear-atst-events/1", "task": "t"}')
+    with pytest.raises(ValueError, match="events file lacks a required field"):
+        run_timelines(collect_runs(root))
 
 
 def test_leaderboard_command(results_dir: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from probe_helpers import dcase_scenes, dcase_task, esc10_task
 
 from evaluation.data import SplitEmbeddings, TaskEmbeddings
+from evaluation.probes.grid import sample_grid
 from evaluation.protocol import ProbeConfig, evaluate, fold_rotation, summarize
 
 
@@ -70,6 +71,27 @@ def test_results_json_and_predicted_scores_keys(esc_result):
     assert kit["aggregated_scores"]["test_score_std"] == pytest.approx(np.std(folds, ddof=1))
     assert kit["score_mode"] == "max" and kit["postprocessing"] == []
     assert kit["hparams"]["initialization"] in ("xavier_uniform_", "xavier_normal_")
+
+
+@pytest.mark.parametrize(("grid", "cap"), [("default", 9), ("fast", 20), ("faster", None)])
+def test_every_kit_grid_trains_and_selects_one_of_its_points(data_dir, grid, cap):
+    """fast/faster vary the schedule between points: each schedule trains in its own bank, the best is chosen over
+    all of them and retrained on the other folds with its own schedule."""
+    result = evaluate(esc10_task(data_dir), ProbeConfig(grid=grid, grid_points=8, max_epochs=cap, seeds=[0]))
+    run = result.runs[0]
+    points = [point["hyperparameters"] for point in run["grid"]]
+    assert points == sample_grid({"task_name": "esc10"}, 8, grid) and result.protocol["grid"] == grid
+    scores = [point["validation_score"] for point in run["grid"]]
+    best = scores.index(max(scores))  # the first of the ties, like the kit's stable sort
+    assert run["selected_hyperparameters"] == points[best]
+    assert run["folds"]["fold00"]["validation_score"] == scores[best]
+    chosen = points[best]
+    for fold in run["folds"].values():  # every fold ran the chosen point's own schedule
+        assert (fold["epoch"] + 1) % chosen["check_val_every_n_epoch"] == 0
+        assert fold["epochs_run"] <= min(chosen["max_epochs"], cap or chosen["max_epochs"])
+    for point in run["grid"]:
+        assert (point["epoch"] + 1) % point["hyperparameters"]["check_val_every_n_epoch"] == 0
+    assert 0.2 < result.score["mean"] <= 1.0  # 10 classes: chance is 0.1
 
 
 def _scene_task(**changes):

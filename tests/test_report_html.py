@@ -1,10 +1,12 @@
-"""The HTML leaderboard rendered by headless Chromium: the tables are in the DOM and every plot decodes.
+"""The HTML leaderboard rendered by headless Chromium: the tables are in the DOM and every plot decodes, including
+the event timeline that ``hear-atst leaderboard --html`` draws from a real DCASE run's ``test.events.json``.
 
 Needs the ``chromium`` binary (Debian/Ubuntu: ``apt-get install -y chromium``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,6 +17,9 @@ from leaderboard_helpers import make_results, write_results
 from matplotlib.image import imread
 
 from evaluation.leaderboard.report import Timeline, write_leaderboard
+from evaluation.protocol import ProbeConfig
+from evaluation.runner import resolve_model, run_eval
+from evaluation.taskfolder import TaskFolder
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published"
@@ -77,7 +82,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return files.html
 
 
-def test_chromium_renders_tables_and_decodes_every_image(page: Path, tmp_path: Path) -> None:
+def rendered_dom(page: Path, tmp_path: Path) -> str:
+    """The DOM of ``page`` after Chromium loaded it, each image tagged with its decoded size (or "no")."""
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     result = subprocess.run(
@@ -87,8 +93,12 @@ def test_chromium_renders_tables_and_decodes_every_image(page: Path, tmp_path: P
         timeout=120,
         check=True,
     )
-    dom = result.stdout
-    assert 'data-probe="done"' in dom, result.stderr[-2000:]
+    assert 'data-probe="done"' in result.stdout, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_chromium_renders_tables_and_decodes_every_image(page: Path, tmp_path: Path) -> None:
+    dom = rendered_dom(page, tmp_path)
     decoded = re.findall(r'<img [^>]*data-decoded="([^"]+)"', dom)
     assert len(decoded) == 3  # bars, one heatmap (protocol hear), the event timeline
     assert "no" not in decoded
@@ -111,3 +121,34 @@ def test_chromium_screenshot_is_not_blank(page: Path, tmp_path: Path) -> None:
     assert pixels.shape[:2] == (2000, 1280)
     # a rendered page has text, table rules and plots: far from a single flat colour
     assert pixels[..., :3].std() > 0.05
+
+
+@pytest.fixture(scope="module")
+def dcase_page(dcase2016_small_task: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real chain on the small DCASE task (log-mel, linear probe), then `hear-atst leaderboard --html`."""
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    root = tmp_path_factory.mktemp("dcase_report")
+    probe = ProbeConfig(protocol="linear", seeds=[0], max_epochs=10, psds=False)
+    run_eval(resolve_model("mel"), TaskFolder.load(dcase2016_small_task), embeddings_dir=root / "emb",
+             results_dir=root / "runs", probe=probe, progress=False)
+    args = ["--results-dir", str(root / "runs"), "--published", str(PUBLISHED), "--out", str(root / "out"), "--html"]
+    result = CliRunner().invoke(app, ["leaderboard", *args])
+    assert result.exit_code == 0, result.output
+    return root / "out" / "leaderboard.html"
+
+
+def test_leaderboard_draws_the_timeline_of_a_real_event_run(dcase_page: Path, dcase2016_small_task: Path,
+                                                           tmp_path: Path) -> None:
+    reference = json.loads((dcase2016_small_task / "test.json").read_text())
+    busiest = min(reference, key=lambda name: (-len(reference[name]), name))  # most reference events, first name
+    title = f"Event timeline: mel on dcase2016_task2-small (linear), {busiest}"
+    dom = rendered_dom(dcase_page, tmp_path)
+    images = dict(re.findall(r'<img alt="([^"]*)" [^>]*data-decoded="([^"]+)"', dom))
+    assert [alt for alt in images if alt.startswith("Event timeline")] == [title]
+    width, height = (int(v) for v in images[title].split("x"))
+    labels = {event["label"] for event in reference[busiest]}
+    assert width > 600 and height > 40 * len(labels)  # one lane pair per label at least
+    assert f"<figcaption>{title}</figcaption>" in dom

@@ -8,13 +8,16 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
 from evaluation.commands import parse_model_options
+from evaluation.leaderboard.aggregate import collect_runs
 from evaluation.protocol import ProbeConfig
-from evaluation.results import read_results
+from evaluation.results import read_events, read_results
 from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
 from hear_atst.cli import app
@@ -110,9 +113,72 @@ def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
     assert first.summary_line().startswith("dcase2016_task2 event_onset_200ms_fms = ")
     assert first.summary_line().endswith("(1 folds × 1 seeds)")
 
+    check_events_file(first.events_path, dcase2016_small_task, fold["postprocessing"])
+
     again = run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res2", probe=probe,
                      progress=False)
     assert without_run_details(again.results) == without_run_details(results)
+    assert again.events_path.read_bytes() == first.events_path.read_bytes()
+
+
+def by_time(events: list[dict]) -> list[tuple]:
+    return sorted((float(e["start"]), float(e["end"]), str(e["label"])) for e in events)
+
+
+def check_events_file(path: Path, task: Path, postprocessing: dict) -> None:
+    """test.events.json of a trainvaltest event task: every test file, its reference events exactly as in the task
+    folder's test.json, predicted events inside the file and labelled from the vocabulary."""
+    assert path == path.parent / "test.events.json" and path.parent.name == task.name
+    events = read_events(path)
+    raw = json.loads(path.read_text())
+    assert raw["schema"] == "hear-atst-events/1" and set(raw) == {"schema", "task", "fold", "seed", "postprocessing",
+                                                                   "files"}
+    assert (events.task, events.fold, events.seed) == ("dcase2016_task2", "test", 0)
+    assert events.postprocessing == postprocessing
+    reference = json.loads((task / "test.json").read_text())
+    assert sorted(events.files) == sorted(reference)
+    vocabulary = set(pd.read_csv(task / "labelvocabulary.csv")["label"].astype(str))
+    predicted = 0
+    for name, entry in events.files.items():
+        assert by_time(entry["reference"]) == by_time(reference[name]), name
+        duration_ms = 1000.0 * sf.info(task / "16000" / "test" / name).duration
+        for event in entry["predicted"]:
+            assert 0.0 <= event["start"] <= event["end"] <= duration_ms and event["label"] in vocabulary
+            assert event["end"] - event["start"] >= postprocessing["min_duration"]
+        assert [e["start"] for e in entry["predicted"]] == sorted(e["start"] for e in entry["predicted"])
+        predicted += len(entry["predicted"])
+    assert predicted > 0
+
+
+def test_two_checkpoints_of_one_model_get_two_results_folders(spoken_digit_task: Path, fixtures_dir: Path,
+                                                             tmp_path: Path):
+    """Results folders are named by the model, its options and the weights' hash: checkpoints never overwrite each
+    other, and the leaderboard shows both."""
+    folder = TaskFolder.load(spoken_digit_task)
+    probe = ProbeConfig(protocol="linear", seeds=[0], max_epochs=5)
+    outcomes = []
+    for name in ("atst_clip_lightning.ckpt", "atst_clip_dino.ckpt"):
+        setup = resolve_model("atst_clip", fixtures_dir / name)
+        outcomes.append(run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res",
+                                 probe=probe, progress=False))
+    ids = [outcome.results["model"]["id"] for outcome in outcomes]
+    for model_id, outcome in zip(ids, outcomes, strict=True):
+        assert model_id == f"atst_clip-weights={outcome.results['model']['weights_sha256'][:8]}"
+        assert outcome.results_path == tmp_path / "res" / model_id / spoken_digit_task.name / "results.json"
+        assert outcome.events_path is None and not (outcome.results_path.parent / "test.events.json").exists()
+    assert ids[0] != ids[1]
+    runs = collect_runs(tmp_path / "res")
+    assert sorted(runs["model"]) == sorted(ids) and set(runs["model_name"]) == {"atst_clip"}
+
+
+def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_path: Path):
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "faster"))
+    assert code == 0, stderr
+    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "results.json")
+    assert results["protocol"]["grid"] == "faster" and results["protocol"]["grid_points"] == 8
+    assert results["runs"][0]["selected_hyperparameters"]["max_epochs"] == 10  # every faster point runs 10 epochs
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "huge"))
+    assert code == 2 and "huge" in stderr
 
 
 def test_embed_cli_and_tasks_dir_from_the_environment(spoken_digit_task: Path, tmp_path: Path,
@@ -200,7 +266,7 @@ def test_esc10_five_fold_chain_with_the_hear_protocol(model: str, low: float, hi
     """ESC-10 (5 folds) with the kit's protocol (grid of 8 on fold 0, 500 epochs max), twice: sane and identical."""
     first, second = _chain_twice(model, esc10_task, tmp_path, ProbeConfig(seeds=[0]))
     assert first == second
-    assert first["protocol"] == {"name": "hear", "shuffle": True, "seeds": [0], "grid_points": 8}
+    assert first["protocol"] == {"name": "hear", "shuffle": True, "seeds": [0], "grid_points": 8, "grid": "default"}
     assert low < first["score"]["mean"] < high and first["score"]["n"] == 5
 
 

@@ -31,7 +31,9 @@ def leaderboard_command(
     published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv).")] = Path("results/published"),
     out: Annotated[Path, typer.Option(help="Where leaderboard.csv/.md/.html are written.")] = Path("results"),
     all_runs: Annotated[bool, typer.Option(help="Keep every run, not only the latest per key.")] = False,
-    html: Annotated[bool, typer.Option(help="Also write the self-contained leaderboard.html.")] = False,
+    html: Annotated[bool, typer.Option(
+        help="Also write the self-contained leaderboard.html (with an event timeline per run with test.events.json)."
+    )] = False,
 ) -> None:
     """Aggregate every run under --results-dir into leaderboard.csv / leaderboard.md (and .html), next to the
     published rows; a published row is ranked with a run only when protocol and metric are the same."""

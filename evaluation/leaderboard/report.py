@@ -1,4 +1,9 @@
-"""`hear-atst leaderboard`: runs + published tables -> leaderboard.csv, leaderboard.md and optionally the HTML page."""
+"""`hear-atst leaderboard`: runs + published tables -> leaderboard.csv, leaderboard.md and optionally the HTML page.
+
+The HTML page draws an event timeline for every event-task run with a ``test.events.json`` next to its
+``results.json``: predicted vs reference events of one test file, the file with the most reference events (ties:
+the first name), so that every run of a task shows the same file.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from evaluation.leaderboard import html as html_page
 from evaluation.leaderboard.aggregate import collect_runs, published_for_runs
 from evaluation.leaderboard.published import load_published
 from evaluation.leaderboard.tables import leaderboard_frame, leaderboard_sections, render_markdown
-from evaluation.results import write_text_atomic
+from evaluation.results import EVENTS_FILENAME, FoldEvents, read_events, write_text_atomic
 
 Event = dict[str, Any]
 
@@ -43,7 +48,10 @@ def write_leaderboard(
     with_html: bool = False,
     timelines: list[Timeline] | None = None,
 ) -> LeaderboardFiles:
-    """Aggregate the runs under ``results_dir``; write ``leaderboard.csv`` / ``.md`` (and ``.html``) to ``out_dir``."""
+    """Aggregate the runs under ``results_dir``; write ``leaderboard.csv`` / ``.md`` (and ``.html``) to ``out_dir``.
+
+    ``timelines`` (HTML only): the event timelines to draw; ``None`` draws :func:`run_timelines` of the runs shown.
+    """
     out_dir = Path(out_dir)
     runs = collect_runs(results_dir, latest_only=latest_only)
     labelled = published_for_runs(runs, load_published(published_dir))
@@ -54,11 +62,36 @@ def write_leaderboard(
     html_path = None
     if with_html:
         html_path = out_dir / "leaderboard.html"
+        timelines = run_timelines(runs) if timelines is None else timelines
         write_text_atomic(
             html_path,
-            html_page.render_html("hear-atst leaderboard", sections, _figures(runs, labelled, timelines or [])),
+            html_page.render_html("hear-atst leaderboard", sections, _figures(runs, labelled, timelines)),
         )
     return LeaderboardFiles(csv_path, md_path, html_path, runs)
+
+
+def run_timelines(runs: pd.DataFrame) -> list[Timeline]:
+    """One timeline per run (in table order) whose folder holds a ``test.events.json`` with something to draw."""
+    timelines = []
+    for run in runs.itertuples(index=False):
+        path = Path(run.path).with_name(EVENTS_FILENAME)
+        if path.is_file():
+            timeline = file_timeline(f"{run.model} on {run.task} ({run.protocol})", read_events(path))
+            if timeline is not None:
+                timelines.append(timeline)
+    return timelines
+
+
+def file_timeline(run_title: str, events: FoldEvents) -> Timeline | None:
+    """The timeline of the test file with the most reference events (ties: the first name); ``None`` when that file
+    has no reference and no predicted events."""
+    if not events.files:
+        return None
+    name = min(events.files, key=lambda file: (-len(events.files[file]["reference"]), file))
+    chosen = events.files[name]
+    if not chosen["reference"] and not chosen["predicted"]:
+        return None
+    return Timeline(f"{run_title}, {name}", chosen["reference"], chosen["predicted"])
 
 
 def _figures(runs: pd.DataFrame, labelled: pd.DataFrame, timelines: list[Timeline]) -> list[tuple[str, bytes]]:
