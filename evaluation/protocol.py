@@ -385,13 +385,18 @@ class _Evaluator:
 
 
 def _aggregate(fold_results: list[dict[str, float]]) -> dict[str, float]:
-    """The kit's pandas mean and sample std (ddof=1) of every key over folds."""
+    """The kit's pandas mean and sample std (ddof=1) of every key over folds.
+
+    NaN folds are skipped as pandas does; an infinite fold value (``d_prime`` of a fold whose AUC is exactly 1)
+    gives an infinite mean and a NaN std, as in the kit.
+    """
     out: dict[str, float] = {}
     for key in fold_results[0]:
         values = np.array([r[key] for r in fold_results], dtype=np.float64)
-        out[f"{key}_mean"] = float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
-        out[f"{key}_std"] = float(np.std(values[~np.isnan(values)], ddof=1)) if np.sum(~np.isnan(values)) > 1 \
-            else math.nan
+        present = values[~np.isnan(values)]
+        out[f"{key}_mean"] = float(present.mean()) if len(present) else math.nan
+        with np.errstate(invalid="ignore"):  # inf - inf inside std: NaN, the kit's value
+            out[f"{key}_std"] = float(np.std(present, ddof=1)) if len(present) > 1 else math.nan
     return out
 
 

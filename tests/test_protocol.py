@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -158,3 +159,25 @@ def test_event_task_with_psds_and_the_sed_eval_backend(dcase):
     assert slow.runs[0]["folds"]["test"]["scores"]["event_onset_200ms_fms"] == \
         fold["scores"]["event_onset_200ms_fms"]
     assert slow.runs[0]["grid"] == fast.runs[0]["grid"]
+
+
+def test_fold_aggregation_matches_pandas_with_nan_and_inf() -> None:
+    """The kit aggregates folds with pandas: NaN skipped, an infinite d_prime fold gives inf mean and NaN std."""
+    import pandas as pd
+
+    from evaluation.protocol import _aggregate
+
+    folds = [{"test_d_prime": 2.15, "test_top1_acc": 0.6, "test_mAP": math.nan},
+             {"test_d_prime": math.inf, "test_top1_acc": 0.7, "test_mAP": 0.5},
+             {"test_d_prime": 2.03, "test_top1_acc": 0.65, "test_mAP": 0.4}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = _aggregate(folds)
+    frame = pd.DataFrame(folds)
+    with np.errstate(invalid="ignore"):  # pandas warns on inf - inf too
+        expectations = {key: {"mean": frame[key].mean(), "std": frame[key].std()} for key in folds[0]}
+    for key in folds[0]:
+        for stat, expected in expectations[key].items():
+            value = ours[f"{key}_{stat}"]
+            assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected), (key, stat)
+    assert ours["test_d_prime_mean"] == math.inf and math.isnan(ours["test_d_prime_std"])
