@@ -244,21 +244,31 @@ class MLPBank:
 
     @torch.no_grad()
     def adam_step(self) -> None:
-        """One ``torch.optim.Adam`` step per head (L2 weight decay), fused, one call per (lr, weight decay)."""
+        """One ``torch.optim.Adam`` step per head (L2 weight decay), fused; one call per run of adjacent heads
+        with equal (lr, weight decay), on contiguous slices (``train_heads`` orders banks so that runs are long).
+        """
         self.step += 1
-        groups: dict[tuple[float, float], list[int]] = {}
-        for head, config in enumerate(self.configs):
-            groups.setdefault((config.lr, config.weight_decay), []).append(head)
         grads = [param.grad.contiguous() for param in self.params]
-        for (lr, weight_decay), heads in groups.items():
-            def views(tensors: list[Tensor], heads: list[int] = heads) -> list[Tensor]:
-                return [tensor[head] for tensor in tensors for head in heads]
-            params = views(self.params)
-            torch._fused_adam_(params, views(grads), views(self.exp_avg), views(self.exp_avg_sq), [],
+        for (lr, weight_decay), start, stop in self._optimizer_runs():
+            def part(tensors: list[Tensor], start: int = start, stop: int = stop) -> list[Tensor]:
+                return [tensor[start:stop] for tensor in tensors]
+            params = part(self.params)
+            torch._fused_adam_(params, part(grads), part(self.exp_avg), part(self.exp_avg_sq), [],
                                [self.step] * len(params), lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
                                weight_decay=weight_decay, eps=ADAM_EPS, amsgrad=False, maximize=False)
         for param in self.params:
             param.grad = None
+
+    def _optimizer_runs(self) -> list[tuple[tuple[float, float], int, int]]:
+        """Maximal runs ``[start, stop)`` of adjacent heads sharing (lr, weight decay)."""
+        runs: list[tuple[tuple[float, float], int, int]] = []
+        for head, config in enumerate(self.configs):
+            key = (config.lr, config.weight_decay)
+            if runs and runs[-1][0] == key:
+                runs[-1] = (key, runs[-1][1], head + 1)
+            else:
+                runs.append((key, head, head + 1))
+        return runs
 
     # ------------------------------------------------------------------------------------------ heads
 

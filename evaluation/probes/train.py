@@ -203,6 +203,7 @@ def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Sched
         groups.setdefault((member.config.family, len(member.train_rows)), []).append(index)
     results: list[Trained | None] = [None] * len(members)
     for indices in groups.values():
+        indices.sort(key=lambda i: (members[i].config.lr, members[i].config.weight_decay))  # Adam runs (mlp)
         trained = _BankRun([members[i] for i in indices], x, y, schedule, multilabel, precision).run()
         for index, result in zip(indices, trained, strict=True):
             results[index] = result
