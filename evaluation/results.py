@@ -10,7 +10,8 @@ Layout: ``<results_dir>/<model_id>/<task_folder>/results.json`` (this schema) ne
       "date": "2026-11-22T10:00:00+00:00",
       "model": {"id", "name", "module", "options": {}, "weights": str|null, "weights_sha256": str|null},
       "task": {"name", "folder", "embedding_type", "prediction_type", "split_mode", "evaluation": [...]},
-      "protocol": {"name": "hear"|"linear", "shuffle": bool, "grid_points": int|null, "seeds": [int, ...]},
+      "protocol": {"name": "hear"|"linear", "shuffle": bool, "grid_points": int|null, "seeds": [int, ...],
+                   "precision": "fp32"|"bf16"},   # probe GEMMs
       "primary_score": "top1_acc",
       "higher_is_better": true,
       "score": {"mean", "std", "ci95": [lo, hi], "n"},         # the primary score over folds x seeds
