@@ -247,7 +247,8 @@ def test_seeds_reproduce_bit_identically_and_differ_between_seeds(esc):
 
 def test_linear_probe_learns_esc10(esc):
     result = evaluate(esc[0], ProbeConfig(protocol="linear", linear_lr=1e-3, max_epochs=60))
-    assert result.protocol == {"name": "linear", "shuffle": True, "seeds": [42], "grid_points": None}
+    assert result.protocol == {"name": "linear", "shuffle": True, "seeds": [42], "grid_points": None,
+                               "precision": "fp32"}
     assert result.score["n"] == 5
     assert result.score["mean"] > 0.35  # chance is 0.1; 120 training clips per fold
     assert result.runs[0]["selected_hyperparameters"]["batch_size"] == 120  # min(200, n_train)

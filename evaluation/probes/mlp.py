@@ -122,6 +122,48 @@ class _FirstLinear(torch.autograd.Function):
         return None, grad_w.to(torch.float32), grad.sum(0).view(g, out), None
 
 
+def _contiguous(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``tensor`` in ``dtype`` and row-major order, in one pass (none if it already is)."""
+    if tensor.dtype == dtype:  # ``to`` would keep the strides here
+        return tensor.contiguous()
+    return tensor.to(dtype, memory_format=torch.contiguous_format)
+
+
+class _HeadsLinear(torch.autograd.Function):
+    """``a_g @ W_g + b_g`` per head, GEMMs in ``dtype``, from activations ``a`` float32 [B, G*in] (heads side by
+    side). Output float32 ``[G, B, out]`` (``side_by_side=False``, logits) or ``[B, G*out]`` (a hidden layer).
+    Layout changes and dtype casts are single fused copies, forward and backward.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype,  # type: ignore[override]
+                side_by_side: bool) -> Tensor:
+        g, in_dim, out = weight.shape
+        rows = a.shape[0]
+        a_c = _contiguous(a.view(rows, g, in_dim).transpose(0, 1), dtype)  # [G, B, in]
+        w_c = weight.to(dtype)
+        ctx.save_for_backward(a_c, w_c)
+        ctx.dtype, ctx.side_by_side = dtype, side_by_side
+        z = torch.bmm(a_c, w_c)  # [G, B, out]
+        if side_by_side:
+            return _contiguous(z.transpose(0, 1), torch.float32).add_(bias).view(rows, g * out)
+        return z.to(torch.float32).add_(bias[:, None, :])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
+        a_c, w_c = ctx.saved_tensors
+        g, rows, in_dim = a_c.shape
+        if ctx.side_by_side:
+            grad_bias = grad.sum(0).reshape(g, -1)
+            grad_c = _contiguous(grad.view(rows, g, -1).transpose(0, 1), ctx.dtype)
+        else:
+            grad_bias = grad.sum(1)
+            grad_c = _contiguous(grad, ctx.dtype)
+        grad_a = _contiguous(torch.bmm(grad_c, w_c.transpose(1, 2)).transpose(0, 1), torch.float32)
+        grad_w = torch.bmm(a_c.transpose(1, 2), grad_c).to(torch.float32)
+        return grad_a.view(rows, g * in_dim), grad_w, grad_bias, None, None
+
+
 @dataclass
 class HeadState:
     """One trained head, detached: per layer ``(weight [in, out], bias [out])`` and BatchNorm tensors."""
@@ -207,10 +249,7 @@ class MLPBank:
         for layer in range(1, self.n_layers):
             h = self._activate(h, layer - 1, gamma, beta, train, generator)  # [B, G, H]
             weight, bias, gamma, beta = self._layer_params(layer)
-            h = torch.bmm(h.to(self.dtype).transpose(0, 1), weight.to(self.dtype)).to(torch.float32)
-            h = h + bias[:, None, :]  # [G, B, out]
-            if layer < self.n_layers - 1:
-                h = h.transpose(0, 1).reshape(h.shape[1], -1)
+            h = _HeadsLinear.apply(h.view(h.shape[0], -1), weight, bias, self.dtype, layer < self.n_layers - 1)
         return h if self.n_layers > 1 else h.view(h.shape[0], self.size, -1).transpose(0, 1)
 
     def _activate(self, h: Tensor, layer: int, gamma: Tensor | None, beta: Tensor | None, train: bool,
