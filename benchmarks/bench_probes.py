@@ -396,9 +396,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--machine", default="CPU, shared 2-core machine (other jobs ran at the same time, so "
                         "absolute times are inflated; both sides ran under the same conditions).",
                         help="one line on the machine and its load, written to the markdown summary")
+    parser.add_argument("--threads", type=int, help="torch threads for both implementations [torch's default]")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     parser.add_argument("--only", choices=["scene768", "scene9216", "event", "event_components"], action="append")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.quick:
         problems = {"scene768": (scene_problem(200, 32, n_classes=5), 2, 3),
