@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.quick and (not args.only or "event_components" in args.only):
         rows.append(event_components(event_problem(72, 3000, 768), 8, args.reference_fraction))
     report = {"device": "cpu", "threads": torch.get_num_threads(), "quick": args.quick, "rows": rows,
-              "machine": f"{args.machine} {torch.get_num_threads()} torch threads.",
+              "machine": f"{args.machine} {torch.get_num_threads()} torch thread(s).",
               "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
                       "timings are wall-clock on a shared machine"}
     if not args.quick:
