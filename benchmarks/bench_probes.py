@@ -10,9 +10,12 @@ EarlyStopping semantics, then the best point retrained on the other folds and te
 Problems: ESC-50-sized scene data (2000 clips, 5 folds, 50 classes, D = 768 and 9216; class-conditional
 Gaussian mixtures in a 64-d latent space projected to D, plus noise) and a DCASE 2016-sized event problem
 (72 files x 3000 frames at 40 ms, 11 labels, 44/14/14 files, D = 768; event-driven latent frames).
+Ours runs twice in the same invocation, with fp32 and with bf16 probe GEMMs (``ProbeConfig.precision``).
 On a CPU both implementations are bound by the same matrix products, so full 500-epoch grids take hours:
-``--max-epochs`` caps every run at the same number of epochs (both sides train exactly as long), and the
-output says so. ``--quick`` runs a tiny version in seconds (used by the smoke test).
+every run is capped at the same number of epochs (both sides train exactly as long; 15 at D = 768, 3 at
+D = 9216, or ``--max-epochs``), and the output says so. For the DCASE-sized event grid one training epoch
+of the reference is timed on the first ``--reference-fraction`` of the training rows and scaled up (its cost
+per batch is constant). ``--quick`` runs a tiny version in seconds (used by the smoke test).
 """
 
 from __future__ import annotations
@@ -250,29 +253,46 @@ def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: 
 # ---------------------------------------------------------------------------------------------- driver
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def compare(name: str, task: TaskEmbeddings, grid_points: int, max_epochs: int) -> dict[str, Any]:
+    """The whole protocol: the kit's reference once, ours once per probe precision; times, scores, ratios."""
     start = time.perf_counter()
     reference = kit_protocol(task, grid_points, max_epochs, seed=0)
     reference_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = evaluate(task, ProbeConfig(grid_points=grid_points, max_epochs=max_epochs, psds=False))
-    ours_s = time.perf_counter() - start
-    ours_mean = ours.score["mean"]
-    row = {
-        "problem": name, "grid_points": grid_points, "max_epochs_cap": max_epochs,
-        "reference_s": round(reference_s, 2), "ours_s": round(ours_s, 2), "speedup": round(reference_s / ours_s, 2),
-        "reference_score": reference["mean"], "ours_score": ours_mean,
-        "score_difference": ours_mean - reference["mean"], "primary_score": task.primary_score,
-    }
-    print(json.dumps(row))
+    row: dict[str, Any] = {"problem": name, "grid_points": grid_points, "max_epochs_cap": max_epochs,
+                           "reference_s": round(reference_s, 2), "reference_score": reference["mean"],
+                           "primary_score": task.primary_score}
+    for precision in PRECISIONS:
+        start = time.perf_counter()
+        ours = evaluate(task, ProbeConfig(grid_points=grid_points, max_epochs=max_epochs, psds=False,
+                                          precision=precision))
+        seconds = time.perf_counter() - start
+        row[f"ours_{precision}_s"] = round(seconds, 2)
+        row[f"speedup_{precision}"] = round(reference_s / seconds, 2)
+        row[f"ours_{precision}_score"] = ours.score["mean"]
+        row[f"score_difference_{precision}"] = ours.score["mean"] - reference["mean"]
+    print(json.dumps(row), flush=True)
     return row
 
 
-def event_components(task: TaskEmbeddings, grid_points: int) -> dict[str, Any]:
+def first_rows(task: TaskEmbeddings, split: str, fraction: float) -> TaskEmbeddings:
+    """``task`` with only the first ``fraction`` of one split's rows (for timing a partial epoch)."""
+    old = task.splits[split]
+    n = max(1, round(old.embeddings.shape[0] * fraction))
+    stamps = old.timestamps[:n] if old.timestamps is not None else None
+    splits = {**task.splits, split: SplitEmbeddings(split, old.embeddings[:n], old.labels[:n], old.filenames[:n],
+                                                    stamps)}
+    return TaskEmbeddings(task.metadata, task.label_vocabulary, splits, task.events)
+
+
+def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction: float) -> dict[str, Any]:
     """Full-size DCASE: one training epoch and one validation check, timed on each side, then extrapolated.
 
-    Training: the reference trains each grid point alone for one epoch; ours trains the grid as banks for one
-    epoch. Check: the reference regroups frames per file, picks the post-processing with sed_eval and scores
+    Training: the reference trains each grid point alone for one epoch on the first ``reference_fraction`` of
+    the training rows, scaled by its inverse; ours trains the grid as banks for one full epoch, in fp32 and
+    in bf16. Check: the reference regroups frames per file, picks the post-processing with sed_eval and scores
     every metric with sed_eval; ours post-processes vectorised and scores with the fast scorer. The whole
     grid is extrapolated at the kit's minimum for dcase2016_task2 (210 epochs = 21 checks, when the best
     check is the first) and at its maximum (500 epochs, 50 checks).
@@ -283,10 +303,11 @@ def event_components(task: TaskEmbeddings, grid_points: int) -> dict[str, Any]:
 
     confs = sample_grid(task.metadata, grid_points)
     split = fold_rotation(task.metadata)[0]
+    part = first_rows(task, "train", reference_fraction)
     start = time.perf_counter()
     for i, conf in enumerate(confs):
-        kit_train(task, split, {**conf, "check_val_every_n_epoch": 2}, max_epochs=1, seed=i)
-    reference_epoch = time.perf_counter() - start
+        kit_train(part, split, {**conf, "check_val_every_n_epoch": 2}, max_epochs=1, seed=i)
+    reference_epoch = (time.perf_counter() - start) / reference_fraction
     print(json.dumps({"reference_epoch_s": reference_epoch}), flush=True)
     x = torch.from_numpy(np.concatenate([task.splits[n].embeddings for n in ("train", "valid", "test")]))
     vocabulary = [str(label) for label in task.label_vocabulary]
@@ -299,10 +320,14 @@ def event_components(task: TaskEmbeddings, grid_points: int) -> dict[str, Any]:
     members = [Member(HeadConfig(c["hidden_layers"], c["hidden_dim"], c["dropout"], c["lr"], c["initialization"]),
                       i, 0, np.arange(n_train), np.arange(n_train, n_train + n_valid), lambda p, lg: (0.0, None))
                for i, c in enumerate(confs)]
-    start = time.perf_counter()
-    # one epoch and one (trivial) check, so that each head has a checkpoint to return
-    trained = train_heads(members, x, torch.from_numpy(y), Schedule(max_epochs=1, check_every=1), True)
-    ours_epoch = time.perf_counter() - start
+    ours_epoch = {}
+    for precision in PRECISIONS:
+        start = time.perf_counter()
+        # one epoch and one (trivial) check, so that each head has a checkpoint to return
+        trained = train_heads(members, x, torch.from_numpy(y), Schedule(max_epochs=1, check_every=1), True,
+                              precision)
+        ours_epoch[precision] = time.perf_counter() - start
+        print(json.dumps({f"ours_epoch_{precision}_s": ours_epoch[precision]}), flush=True)
     # one check on real predictions of a head trained for one epoch
     from evaluation.probes.mlp import predict
     probs = predict([trained[0].state], x[n_train:n_train + n_valid], True)[0][0].numpy()
@@ -316,41 +341,47 @@ def event_components(task: TaskEmbeddings, grid_points: int) -> dict[str, Any]:
                           get_score(task.primary_score))
     ours_check = (time.perf_counter() - start) * grid_points
     row: dict[str, Any] = {"problem": "event_full_size_components", "grid_points": grid_points,
-                           "reference_epoch_s": reference_epoch, "ours_epoch_s": ours_epoch,
+                           "reference_fraction": reference_fraction, "reference_epoch_s": reference_epoch,
                            "reference_check_s": reference_check, "ours_check_s": ours_check}
-    for label, epochs in (("min", 210), ("max", 500)):
-        reference = epochs * reference_epoch + epochs // 10 * reference_check
-        ours = epochs * ours_epoch + epochs // 10 * ours_check
-        row[f"extrapolated_{label}_reference_s"] = reference
-        row[f"extrapolated_{label}_ours_s"] = ours
-        row[f"extrapolated_{label}_speedup"] = reference / ours
+    for precision in PRECISIONS:
+        row[f"ours_epoch_{precision}_s"] = ours_epoch[precision]
+        for label, epochs in (("min", 210), ("max", 500)):
+            reference = epochs * reference_epoch + epochs // 10 * reference_check
+            ours = epochs * ours_epoch[precision] + epochs // 10 * ours_check
+            row[f"extrapolated_{label}_reference_s"] = reference
+            row[f"extrapolated_{label}_ours_{precision}_s"] = ours
+            row[f"extrapolated_{label}_speedup_{precision}"] = reference / ours
     print(json.dumps(row))
     return row
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     """A short human summary of ``bench_probes.json``."""
-    lines = ["# Probe-stage benchmark (`benchmarks/bench_probes.py`)", "",
-             f"CPU, {report['threads']} torch threads, shared 2-core machine (other jobs ran at the same time, "
-             "so absolute times are inflated; both sides ran under the same conditions).", "",
+    lines = ["# Probe-stage benchmark (`benchmarks/bench_probes.py`)", "", report["machine"], "",
              "## Whole protocol, both sides capped at the same number of epochs", "",
-             "| problem | grid points | epoch cap | kit protocol, one config at a time (s) | ours (s) | speed-up "
-             "| kit score | ours | difference |", "|---|---|---|---|---|---|---|---|---|"]
+             "| problem | grid points | epoch cap | kit protocol, one config at a time (s) | ours fp32 (s) "
+             "| ours bf16 (s) | speed-up fp32 | speed-up bf16 | kit score | ours fp32 | ours bf16 "
+             "| difference fp32 | difference bf16 |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         if "reference_s" in row:
             lines.append(f"| {row['problem']} | {row['grid_points']} | {row['max_epochs_cap']} | {row['reference_s']} "
-                         f"| {row['ours_s']} | {row['speedup']}x | {row['reference_score']:.4f} "
-                         f"| {row['ours_score']:.4f} | {row['score_difference']:+.4f} |")
+                         f"| {row['ours_fp32_s']} | {row['ours_bf16_s']} | {row['speedup_fp32']}x "
+                         f"| {row['speedup_bf16']}x | {row['reference_score']:.4f} | {row['ours_fp32_score']:.4f} "
+                         f"| {row['ours_bf16_score']:.4f} | {row['score_difference_fp32']:+.4f} "
+                         f"| {row['score_difference_bf16']:+.4f} |")
     for row in report["rows"]:
         if row["problem"] == "event_full_size_components":
             lines += ["", "## DCASE 2016-sized event grid (72 x 3000 frames, D = 768): measured parts, extrapolated",
-                      "", f"- one epoch of the 8-point grid: kit protocol {row['reference_epoch_s']:.0f} s, "
-                      f"ours {row['ours_epoch_s']:.0f} s",
+                      "", f"- one epoch of the 8-point grid: kit protocol {row['reference_epoch_s']:.0f} s "
+                      f"(timed on {row['reference_fraction']:.0%} of the training rows, scaled), "
+                      f"ours fp32 {row['ours_epoch_fp32_s']:.0f} s, ours bf16 {row['ours_epoch_bf16_s']:.0f} s",
                       f"- one validation check of the 8 points (post-processing + scoring): kit protocol "
                       f"{row['reference_check_s']:.1f} s, ours {row['ours_check_s']:.2f} s",
                       "- whole grid at the kit's minimum (210 epochs, 21 checks): "
-                      f"{row['extrapolated_min_speedup']:.2f}x; at its maximum (500 epochs, 50 checks): "
-                      f"{row['extrapolated_max_speedup']:.2f}x"]
+                      f"fp32 {row['extrapolated_min_speedup_fp32']:.2f}x, "
+                      f"bf16 {row['extrapolated_min_speedup_bf16']:.2f}x; at its maximum (500 epochs, 50 checks): "
+                      f"fp32 {row['extrapolated_max_speedup_fp32']:.2f}x, "
+                      f"bf16 {row['extrapolated_max_speedup_bf16']:.2f}x"]
     lines += ["", "Score differences are ours minus the kit protocol (ours shuffles batches; the kit's order is "
               "fixed). Full 500-epoch grids were not run on this CPU: see the epoch cap column.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -359,30 +390,41 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny problems, seconds")
-    parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap applied to both implementations")
+    parser.add_argument("--max-epochs", type=int, help="epoch cap for both implementations [15 at D=768, 3 at D=9216]")
+    parser.add_argument("--reference-fraction", type=float, default=0.25,
+                        help="share of the DCASE training rows the reference's epoch is timed on")
+    parser.add_argument("--machine", default="CPU, shared 2-core machine (other jobs ran at the same time, so "
+                        "absolute times are inflated; both sides ran under the same conditions).",
+                        help="one line on the machine and its load, written to the markdown summary")
+    parser.add_argument("--threads", type=int, help="torch threads for both implementations [torch's default]")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     parser.add_argument("--only", choices=["scene768", "scene9216", "event", "event_components"], action="append")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.quick:
         problems = {"scene768": (scene_problem(200, 32, n_classes=5), 2, 3),
                     "event": (event_problem(5, 200, 16), 2, 10)}
     else:
-        problems = {"scene768": (scene_problem(2000, 768), 8, args.max_epochs),
-                    "scene9216": (scene_problem(2000, 9216), 8, args.max_epochs),
-                    "event": (event_problem(72, 3000, 768), 8, args.max_epochs)}
+        problems = {"scene768": (scene_problem(2000, 768), 8, args.max_epochs or 15),
+                    "scene9216": (scene_problem(2000, 9216), 8, args.max_epochs or 3)}
+        if args.only and "event" in args.only:  # the whole event protocol: hours on a CPU, on request only
+            problems["event"] = (event_problem(72, 3000, 768), 8, args.max_epochs or 30)
     rows = [compare(name, task, points, epochs) for name, (task, points, epochs) in problems.items()
             if not args.only or name in args.only]
     if not args.quick and (not args.only or "event_components" in args.only):
-        rows.append(event_components(problems["event"][0], 8))
+        rows.append(event_components(event_problem(72, 3000, 768), 8, args.reference_fraction))
     report = {"device": "cpu", "threads": torch.get_num_threads(), "quick": args.quick, "rows": rows,
+              "machine": f"{args.machine} {torch.get_num_threads()} torch thread(s).",
               "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
                       "timings are wall-clock on a shared machine"}
     if not args.quick:
         target = args.out / "bench_probes.json"
         previous = json.loads(target.read_text())["rows"] if target.exists() else []
         names = {row["problem"] for row in rows}
-        report["rows"] = [row for row in previous if row["problem"] not in names] + rows
+        report["rows"] = [row for row in previous if row["problem"] not in names  # older schemas are dropped
+                          and ("ours_fp32_s" in row or "ours_epoch_fp32_s" in row)] + rows
         write_json_atomic(target, report)
         write_markdown(report, args.out / "bench_probes.md")
     return report

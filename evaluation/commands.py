@@ -114,13 +114,16 @@ def eval_command(
         "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour).")] = False,
     device: DeviceOpt = Device.cpu,
     precision: PrecisionOpt = Precision.fp32,
+    probe_precision: Annotated[Precision, typer.Option(
+        "--probe-precision", help="Probe training GEMMs (bf16: float32 master weights, Adam and BatchNorm).")
+    ] = Precision.fp32,
 ) -> None:
     """Embed (cached) -> probe -> score one task; writes results.json and test.predicted-scores.json."""
     setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
     probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
-                        grid=grid.value, device=device.value)
+                        grid=grid.value, device=device.value, precision=probe_precision.value)
     outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
                                     probe=probe, log=_log))
     _log(f"results: {outcome.results_path}")

@@ -32,7 +32,7 @@ from evaluation.data import TaskEmbeddings
 from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
 from evaluation.probes.grid import sample_grid
 from evaluation.probes.linear import linear_head, linear_schedule, standardize
-from evaluation.probes.mlp import HeadConfig, predict
+from evaluation.probes.mlp import HeadConfig, compute_dtype, predict
 from evaluation.probes.train import Member, Schedule, Trained, train_heads
 from evaluation.results import FoldEvents
 from evaluation.scores import EventMap, get_score, psds
@@ -55,12 +55,14 @@ class ProbeConfig:
     linear_lr: float = 3e-4
     linear_weight_decay: float = 1e-8
     max_epochs: int | None = None  # cap for smoke runs only; None keeps the protocol's value
+    precision: str = "fp32"  # probe GEMMs: "fp32" | "bf16" (float32 master weights, Adam state and BatchNorm)
 
     def __post_init__(self) -> None:
         if self.protocol not in ("hear", "linear"):
             raise ValueError(f"protocol must be 'hear' or 'linear', got {self.protocol!r}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        compute_dtype(self.precision)  # raises ValueError on an unknown precision
 
 
 @dataclass
@@ -295,8 +297,9 @@ class _Evaluator:
         if self.config.protocol == "linear":  # standardisation differs per fold: one fold at a time
             return [t for fold in folds
                     for t in train_heads(self._members([fold], heads, seed), self._x_for(fold.train_rows),
-                                         self.data.y, schedule, self.multilabel)]
-        return train_heads(self._members(folds, heads, seed), self.data.x, self.data.y, schedule, self.multilabel)
+                                         self.data.y, schedule, self.multilabel, self.config.precision)]
+        return train_heads(self._members(folds, heads, seed), self.data.x, self.data.y, schedule, self.multilabel,
+                           self.config.precision)
 
     # ---------------------------------------------------------------- test
 
@@ -435,7 +438,7 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
         task_name=task.task_name,
         protocol={"name": config.protocol, "shuffle": config.shuffle, "seeds": list(config.seeds),
                   "grid_points": config.grid_points if config.protocol == "hear" else None,
-                  "grid": config.grid if config.protocol == "hear" else None},
+                  "grid": config.grid if config.protocol == "hear" else None, "precision": config.precision},
         primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,
         runs=runs, predicted_scores=kits, probe_seconds=time.time() - start, events=events[0],
     )

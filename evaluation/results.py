@@ -12,7 +12,8 @@ the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4
       "model": {"id", "name", "module", "options": {}, "weights": str|null, "weights_sha256": str|null},
       "task": {"name", "folder", "embedding_type", "prediction_type", "split_mode", "evaluation": [...]},
       "protocol": {"name": "hear"|"linear", "shuffle": bool, "grid_points": int|null,
-                   "grid": "default"|"fast"|"faster"|null, "seeds": [int, ...]},
+                   "grid": "default"|"fast"|"faster"|null, "seeds": [int, ...],
+                   "precision": "fp32"|"bf16"},   # probe GEMMs
       "primary_score": "top1_acc",
       "higher_is_better": true,
       "score": {"mean", "std", "ci95": [lo, hi], "n"},         # the primary score over folds x seeds

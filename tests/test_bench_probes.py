@@ -17,5 +17,6 @@ def test_bench_probes_quick_runs_both_implementations():
     report = bench_probes.main(["--quick"])
     assert [row["problem"] for row in report["rows"]] == ["scene768", "event"]
     for row in report["rows"]:
-        assert row["reference_s"] > 0 and row["ours_s"] > 0
-        assert 0.0 <= row["reference_score"] <= 1.0 and 0.0 <= row["ours_score"] <= 1.0
+        assert row["reference_s"] > 0 and row["ours_fp32_s"] > 0 and row["ours_bf16_s"] > 0
+        assert 0.0 <= row["reference_score"] <= 1.0
+        assert 0.0 <= row["ours_fp32_score"] <= 1.0 and 0.0 <= row["ours_bf16_score"] <= 1.0

@@ -171,6 +171,28 @@ def test_bank_steps_equal_torch_adam_steps(esc):
             torch.testing.assert_close(beta, norm.bias.detach(), rtol=1e-4, atol=1e-5)
 
 
+def test_bf16_bank_keeps_float32_state_and_matches_fp32(esc):
+    """bf16 runs the GEMMs only: logits and gradients stay float32 and close to fp32's, Adam state is float32."""
+    _, x, y = esc
+    configs = [HeadConfig(hidden_layers=h, hidden_dim=256, dropout=0.0, lr=1e-3) for h in (1, 2)]
+    for config in configs:
+        states = [MLPBank.init_state(config, x.shape[1], y.shape[1], seed=i) for i in range(2)]
+        banks = {p: MLPBank(states, precision=p) for p in ("fp32", "bf16")}
+        rows = torch.arange(0, 128)
+        logits = {}
+        for precision, bank in banks.items():
+            logits[precision] = bank.forward(x[rows], train=True)
+            bank.loss(logits[precision], y[rows].argmax(dim=1), multilabel=False).backward()
+            assert all(p.grad.dtype == torch.float32 for p in bank.params)
+            bank.adam_step()
+        assert logits["bf16"].dtype == torch.float32
+        scale = float(logits["fp32"].abs().max())
+        torch.testing.assert_close(logits["bf16"], logits["fp32"], rtol=0, atol=0.03 * scale)
+        assert all(p.dtype == torch.float32 for p in banks["bf16"].params + banks["bf16"].exp_avg)
+        for fp32, bf16 in zip(banks["fp32"].params, banks["bf16"].params, strict=True):
+            assert float((fp32 - bf16).abs().max()) <= 2.5e-3  # one Adam step moves a weight by at most ~lr
+
+
 def test_dropout_is_per_head_in_training_and_off_in_eval():
     configs = [HeadConfig(hidden_layers=1, hidden_dim=2048, dropout=p, lr=1e-3) for p in (0.1, 0.5)]
     bank = MLPBank([MLPBank.init_state(c, 8, 3, seed=i) for i, c in enumerate(configs)])
@@ -225,7 +247,8 @@ def test_seeds_reproduce_bit_identically_and_differ_between_seeds(esc):
 
 def test_linear_probe_learns_esc10(esc):
     result = evaluate(esc[0], ProbeConfig(protocol="linear", linear_lr=1e-3, max_epochs=60))
-    assert result.protocol == {"name": "linear", "shuffle": True, "seeds": [42], "grid_points": None, "grid": None}
+    assert result.protocol == {"name": "linear", "shuffle": True, "seeds": [42], "grid_points": None, "grid": None,
+                               "precision": "fp32"}
     assert result.score["n"] == 5
     assert result.score["mean"] > 0.35  # chance is 0.1; 120 training clips per fold
     assert result.runs[0]["selected_hyperparameters"]["batch_size"] == 120  # min(200, n_train)

@@ -9,9 +9,20 @@ learning rate, initialisation, dropout, weight decay and seed; each has its own 
 formula, L2 weight decay as ``torch.optim.Adam``), BatchNorm statistics (batch statistics in training with
 biased variance, running statistics with unbiased variance and momentum 0.1, eps 1e-5) and dropout masks.
 
-Layout: the first weight is stored ``[in, G, out]`` so that a batch shared by every head is one GEMM
-``x @ W.view(in, G*out)``; every other tensor is ``[G, ...]``. The model axis of each parameter is kept in
-``axes`` so that selecting, snapshotting and restoring heads is one ``index_select``/``index_copy``.
+Layout: every tensor is ``[G, ...]`` with each head's slice contiguous, so that Adam runs as
+``torch._fused_adam_`` (one pass over memory) on per-head views, one call per distinct (lr, weight decay).
+The first weight is stored ``[G, out, in]`` (``nn.Linear``'s layout per head): a batch shared by every head
+is one GEMM ``x @ W.view(G*out, in).T`` and its weight gradient one GEMM ``dZ.T @ x`` in that layout.
+Hidden activations are kept ``[B, G*H]`` so that BatchNorm is PyTorch's native ``batch_norm`` over G*H
+channels; later weights are ``[G, in, out]`` (batched GEMMs).
+
+Dropout: heads of a bank share one uniform draw per (row, unit), thresholded at each head's own keep
+probability, so every head still sees independent Bernoulli masks across steps with its own rate (as heads of
+a bank already share their batch order); drawing once instead of G times is a large part of a step's cost.
+
+Precision: ``"fp32"`` computes everything in float32. ``"bf16"`` runs the GEMMs (forward and backward) in
+bfloat16 (weights cast once per step, inputs given in bfloat16) and keeps float32 master weights, Adam state,
+BatchNorm statistics, activations between GEMMs and the loss; on CPUs with AMX this is ~3x faster per GEMM.
 """
 
 from __future__ import annotations
@@ -29,6 +40,14 @@ BN_MOMENTUM = 0.1
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 INITIALIZATIONS = ("xavier_uniform_", "xavier_normal_", "default")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The GEMM dtype of a probe precision name (``"fp32"`` or ``"bf16"``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"probe precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,79 @@ def _init_linear(fan_in: int, fan_out: int, initialization: str, gain: float, ge
     return weight, bias
 
 
+class _FirstLinear(torch.autograd.Function):
+    """``x @ W_g.T + b_g`` for every head g, GEMMs in ``dtype``; output float32 ``[B, G*out]``.
+
+    ``x`` is ``[B, in]`` (one batch for all heads) or ``[G, B, in]`` (one per head), already in ``dtype``;
+    ``weight`` is float32 ``[G, out, in]``. The weight gradient is computed directly in that layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:  # type: ignore[override]
+        g, out, in_dim = weight.shape
+        w = weight.to(dtype)
+        if x.dim() == 2:
+            z = x @ w.view(g * out, in_dim).t()
+        else:
+            z = torch.bmm(x, w.transpose(1, 2)).transpose(0, 1).reshape(x.shape[1], g * out)
+        ctx.save_for_backward(x)
+        ctx.dtype, ctx.shape = dtype, weight.shape
+        return z.to(torch.float32).add_(bias.view(-1))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor, Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        g, out, in_dim = ctx.shape
+        grad_c = grad.to(ctx.dtype)
+        if x.dim() == 2:
+            grad_w = (grad_c.t().contiguous() @ x).view(g, out, in_dim)
+        else:
+            grad_w = torch.bmm(grad_c.view(-1, g, out).permute(1, 2, 0).contiguous(), x)
+        return None, grad_w.to(torch.float32), grad.sum(0).view(g, out), None
+
+
+def _contiguous(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``tensor`` in ``dtype`` and row-major order, in one pass (none if it already is)."""
+    if tensor.dtype == dtype:  # ``to`` would keep the strides here
+        return tensor.contiguous()
+    return tensor.to(dtype, memory_format=torch.contiguous_format)
+
+
+class _HeadsLinear(torch.autograd.Function):
+    """``a_g @ W_g + b_g`` per head, GEMMs in ``dtype``, from activations ``a`` float32 [B, G*in] (heads side by
+    side). Output float32 ``[G, B, out]`` (``side_by_side=False``, logits) or ``[B, G*out]`` (a hidden layer).
+    Layout changes and dtype casts are single fused copies, forward and backward.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype,  # type: ignore[override]
+                side_by_side: bool) -> Tensor:
+        g, in_dim, out = weight.shape
+        rows = a.shape[0]
+        a_c = _contiguous(a.view(rows, g, in_dim).transpose(0, 1), dtype)  # [G, B, in]
+        w_c = weight.to(dtype)
+        ctx.save_for_backward(a_c, w_c)
+        ctx.dtype, ctx.side_by_side = dtype, side_by_side
+        z = torch.bmm(a_c, w_c)  # [G, B, out]
+        if side_by_side:
+            return _contiguous(z.transpose(0, 1), torch.float32).add_(bias).view(rows, g * out)
+        return z.to(torch.float32).add_(bias[:, None, :])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
+        a_c, w_c = ctx.saved_tensors
+        g, rows, in_dim = a_c.shape
+        if ctx.side_by_side:
+            grad_bias = grad.sum(0).reshape(g, -1)
+            grad_c = _contiguous(grad.view(rows, g, -1).transpose(0, 1), ctx.dtype)
+        else:
+            grad_bias = grad.sum(1)
+            grad_c = _contiguous(grad, ctx.dtype)
+        grad_a = _contiguous(torch.bmm(grad_c, w_c.transpose(1, 2)).transpose(0, 1), torch.float32)
+        grad_w = torch.bmm(a_c.transpose(1, 2), grad_c).to(torch.float32)
+        return grad_a.view(rows, g * in_dim), grad_w, grad_bias, None, None
+
+
 @dataclass
 class HeadState:
     """One trained head, detached: per layer ``(weight [in, out], bias [out])`` and BatchNorm tensors."""
@@ -85,7 +177,8 @@ class HeadState:
 class MLPBank:
     """G heads of one family on one device; ``forward`` gives logits [G, B, n_labels]."""
 
-    def __init__(self, states: Sequence[HeadState], device: str | torch.device = "cpu") -> None:
+    def __init__(self, states: Sequence[HeadState], device: str | torch.device = "cpu", precision: str = "fp32"
+                 ) -> None:
         if not states:
             raise ValueError("a bank needs at least one head")
         families = {state.config.family for state in states}
@@ -93,31 +186,27 @@ class MLPBank:
             raise ValueError(f"heads of different architectures cannot share a bank: {sorted(families)}")
         self.configs = [state.config for state in states]
         self.device = torch.device(device)
+        self.dtype = compute_dtype(precision)
         n_layers = len(states[0].weights)
         self.params: list[Tensor] = []
-        self.axes: list[int] = []
         for layer in range(n_layers):
-            stack_axis = 1 if layer == 0 else 0
-            self._add(torch.stack([s.weights[layer] for s in states], dim=stack_axis), stack_axis)
-            self._add(torch.stack([s.biases[layer] for s in states]), 0)
+            self._add(torch.stack([s.weights[layer].t() if layer == 0 else s.weights[layer] for s in states]))
+            self._add(torch.stack([s.biases[layer] for s in states]))
             if layer < n_layers - 1 and self.configs[0].hidden_norm == "BatchNorm1d":
-                self._add(torch.stack([s.norms[layer][0] for s in states]), 0)
-                self._add(torch.stack([s.norms[layer][1] for s in states]), 0)
+                self._add(torch.stack([s.norms[layer][0] for s in states]))
+                self._add(torch.stack([s.norms[layer][1] for s in states]))
         self.running = [
             [torch.stack([s.norms[layer][k] for s in states]).to(self.device) for k in (2, 3)]
             for layer in range(n_layers - 1) if self.configs[0].hidden_norm == "BatchNorm1d"
         ]
         self.n_layers = n_layers
-        self.lr = torch.tensor([c.lr for c in self.configs], device=self.device)
-        self.weight_decay = torch.tensor([c.weight_decay for c in self.configs], device=self.device)
-        self.dropout = torch.tensor([c.dropout for c in self.configs], device=self.device)
+        self.keep_probability = torch.tensor([1.0 - c.dropout for c in self.configs], device=self.device)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.step = 0
+        self.step = torch.zeros((), device=self.device)
 
-    def _add(self, tensor: Tensor, axis: int) -> None:
+    def _add(self, tensor: Tensor) -> None:
         self.params.append(tensor.to(self.device).contiguous().requires_grad_(True))
-        self.axes.append(axis)
 
     @property
     def size(self) -> int:
@@ -155,40 +244,31 @@ class MLPBank:
 
     def forward(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
         """Logits [G, B, C] for a batch shared by all heads ([B, D]) or one batch per head ([G, B, D])."""
-        g = self.size
-        h = x
-        for layer in range(self.n_layers):
+        weight, bias, gamma, beta = self._layer_params(0)
+        h = _FirstLinear.apply(x.to(self.dtype), weight, bias, self.dtype)  # [B, G*out], float32
+        for layer in range(1, self.n_layers):
+            h = self._activate(h, layer - 1, gamma, beta, train, generator)  # [B, G, H]
             weight, bias, gamma, beta = self._layer_params(layer)
-            if layer == 0 and x.dim() == 2:
-                in_dim, _, out_dim = weight.shape
-                h = (h @ weight.view(in_dim, g * out_dim)).view(-1, g, out_dim).transpose(0, 1)
-            elif layer == 0:
-                h = torch.stack([h[k] @ weight[:, k, :] for k in range(g)])
-            else:
-                h = torch.bmm(h, weight)
-            h = h + bias[:, None, :]
-            if layer == self.n_layers - 1:
-                return h
-            if gamma is not None:
-                h = self._batch_norm(h, layer, gamma, beta, train)
-            if train:
-                keep = 1.0 - self.dropout[:, None, None]
-                mask = (torch.rand(h.shape, generator=generator, device=h.device) < keep).to(h.dtype)
-                h = h * mask / keep
-            h = torch.relu(h)
+            h = _HeadsLinear.apply(h.view(h.shape[0], -1), weight, bias, self.dtype, layer < self.n_layers - 1)
+        return h if self.n_layers > 1 else h.view(h.shape[0], self.size, -1).transpose(0, 1)
+
+    def _activate(self, h: Tensor, layer: int, gamma: Tensor | None, beta: Tensor | None, train: bool,
+                  generator: torch.Generator | None) -> Tensor:
+        """BatchNorm (if any) -> dropout (training) -> ReLU of [B, G*H]; returns [B, G, H]."""
+        if gamma is not None and beta is not None:
+            running_mean, running_var = self.running[layer]
+            h = F.batch_norm(h, running_mean.view(-1), running_var.view(-1), gamma.view(-1), beta.view(-1),
+                             training=train, momentum=BN_MOMENTUM, eps=BN_EPS)
+        h = torch.relu(h).view(h.shape[0], self.size, -1)  # ReLU commutes with dropout's positive scaling
+        if train and any(config.dropout > 0 for config in self.configs):
+            h = h * self._dropout_scale(h.shape[0], h.shape[2], generator)
         return h
 
-    def _batch_norm(self, h: Tensor, layer: int, gamma: Tensor, beta: Tensor, train: bool) -> Tensor:
-        running_mean, running_var = self.running[layer]
-        if train:
-            n = h.shape[1]
-            var, mean = torch.var_mean(h, dim=1, unbiased=False)
-            with torch.no_grad():
-                running_mean.mul_(1 - BN_MOMENTUM).add_(mean.detach(), alpha=BN_MOMENTUM)
-                running_var.mul_(1 - BN_MOMENTUM).add_(var.detach() * (n / max(n - 1, 1)), alpha=BN_MOMENTUM)
-        else:
-            mean, var = running_mean, running_var
-        return (h - mean[:, None, :]) * torch.rsqrt(var[:, None, :] + BN_EPS) * gamma[:, None, :] + beta[:, None, :]
+    def _dropout_scale(self, rows: int, units: int, generator: torch.Generator | None) -> Tensor:
+        """[B, G, H] factors 0 or 1/keep: one uniform draw per (row, unit) shared by the heads."""
+        keep = self.keep_probability[None, :, None]
+        uniform = torch.rand((rows, 1, units), generator=generator, device=self.device)
+        return (uniform < keep).to(torch.float32) / keep
 
     # ------------------------------------------------------------------------------------------ training
 
@@ -201,28 +281,33 @@ class MLPBank:
         targets = targets.expand(g, b) if targets.dim() == 1 else targets
         return F.cross_entropy(logits.reshape(g * b, c), targets.reshape(g * b), reduction="sum") / b
 
-    def _per_head(self, values: Tensor, index: int) -> Tensor:
-        shape = [1] * self.params[index].dim()
-        shape[self.axes[index]] = self.size
-        return values.view(shape)
-
     @torch.no_grad()
     def adam_step(self) -> None:
-        """One ``torch.optim.Adam`` step per head, each with its own lr and weight decay."""
+        """One ``torch.optim.Adam`` step per head (L2 weight decay), fused; one call per run of adjacent heads
+        with equal (lr, weight decay), on contiguous slices (``train_heads`` orders banks so that runs are long).
+        """
         self.step += 1
-        beta1, beta2 = ADAM_BETAS
-        bias_correction1 = 1 - beta1**self.step
-        bias_correction2_sqrt = math.sqrt(1 - beta2**self.step)
-        for index, param in enumerate(self.params):
-            grad = param.grad
-            if bool((self.weight_decay != 0).any()):
-                grad = grad + self._per_head(self.weight_decay, index) * param
-            self.exp_avg[index].lerp_(grad, 1 - beta1)
-            self.exp_avg_sq[index].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (self.exp_avg_sq[index].sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
-            step_size = self._per_head(self.lr, index) / bias_correction1
-            param.sub_(step_size * (self.exp_avg[index] / denom))
+        grads = [param.grad.contiguous() for param in self.params]
+        for (lr, weight_decay), start, stop in self._optimizer_runs():
+            def part(tensors: list[Tensor], start: int = start, stop: int = stop) -> list[Tensor]:
+                return [tensor[start:stop] for tensor in tensors]
+            params = part(self.params)
+            torch._fused_adam_(params, part(grads), part(self.exp_avg), part(self.exp_avg_sq), [],
+                               [self.step] * len(params), lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
+                               weight_decay=weight_decay, eps=ADAM_EPS, amsgrad=False, maximize=False)
+        for param in self.params:
             param.grad = None
+
+    def _optimizer_runs(self) -> list[tuple[tuple[float, float], int, int]]:
+        """Maximal runs ``[start, stop)`` of adjacent heads sharing (lr, weight decay)."""
+        runs: list[tuple[tuple[float, float], int, int]] = []
+        for head, config in enumerate(self.configs):
+            key = (config.lr, config.weight_decay)
+            if runs and runs[-1][0] == key:
+                runs[-1] = (key, runs[-1][1], head + 1)
+            else:
+                runs.append((key, head, head + 1))
+        return runs
 
     # ------------------------------------------------------------------------------------------ heads
 
@@ -231,7 +316,7 @@ class MLPBank:
         weights, biases, norms = [], [], []
         for layer in range(self.n_layers):
             weight, bias, gamma, beta = self._layer_params(layer)
-            weights.append((weight[:, head] if layer == 0 else weight[head]).detach().clone())
+            weights.append((weight[head].t().contiguous() if layer == 0 else weight[head].clone()).detach())
             biases.append(bias[head].detach().clone())
             if gamma is not None:
                 mean, var = self.running[layer]
@@ -243,13 +328,12 @@ class MLPBank:
         """Drop every head not listed (stopped heads stop costing compute)."""
         index = torch.tensor(list(heads), device=self.device, dtype=torch.long)
         with torch.no_grad():
-            for i, axis in enumerate(self.axes):
-                self.params[i] = self.params[i].index_select(axis, index).contiguous().requires_grad_(True)
-                self.exp_avg[i] = self.exp_avg[i].index_select(axis, index).contiguous()
-                self.exp_avg_sq[i] = self.exp_avg_sq[i].index_select(axis, index).contiguous()
-            self.running = [[t.index_select(0, index).contiguous() for t in pair] for pair in self.running]
-        self.lr, self.weight_decay, self.dropout = (t.index_select(0, index)
-                                                    for t in (self.lr, self.weight_decay, self.dropout))
+            for i in range(len(self.params)):
+                self.params[i] = self.params[i].index_select(0, index).requires_grad_(True)
+                self.exp_avg[i] = self.exp_avg[i].index_select(0, index)
+                self.exp_avg_sq[i] = self.exp_avg_sq[i].index_select(0, index)
+            self.running = [[t.index_select(0, index) for t in pair] for pair in self.running]
+        self.keep_probability = self.keep_probability.index_select(0, index)
         self.configs = [self.configs[h] for h in heads]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from evaluation.probes.mlp import HeadConfig, HeadState, MLPBank, predict_bank
+from evaluation.probes.mlp import HeadConfig, HeadState, MLPBank, compute_dtype, predict_bank
 
 # (probabilities [Nv, C], logits [Nv, C]) of one head on its validation rows -> (monitored value, extra)
 Validator = Callable[[np.ndarray, np.ndarray], tuple[float, Any]]
@@ -85,11 +85,14 @@ def _improved(value: float, best: float, maximize: bool) -> bool:
 class _BankRun:
     """Training state of one bank: live heads, their members, best checkpoints and patience counters."""
 
-    def __init__(self, members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool):
+    def __init__(self, members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool,
+                 precision: str = "fp32"):
         self.members = list(members)
         self.x, self.y, self.schedule, self.multilabel = x, y, schedule, multilabel
+        self.precision = precision
         in_dim, n_out = x.shape[1], y.shape[1]
-        self.bank = MLPBank([MLPBank.init_state(m.config, in_dim, n_out, m.init_seed) for m in members], x.device)
+        self.bank = MLPBank([MLPBank.init_state(m.config, in_dim, n_out, m.init_seed) for m in members], x.device,
+                            precision)
         self.live = list(range(len(members)))  # member index of each bank head
         self.best: list[Trained | None] = [None] * len(members)
         self.wait = [0] * len(members)
@@ -134,7 +137,7 @@ class _BankRun:
             rows = torch.as_tensor(valid[0], dtype=torch.long, device=self.x.device)
             probabilities, logits = predict_bank(self.bank, self.x[rows], self.multilabel)
         else:
-            pairs = [predict_bank(MLPBank([self.bank.export(h)], self.x.device),
+            pairs = [predict_bank(MLPBank([self.bank.export(h)], self.x.device, self.precision),
                                   self.x[torch.as_tensor(rows, dtype=torch.long, device=self.x.device)],
                                   self.multilabel) for h, rows in enumerate(valid)]
             return [(p[0].cpu().numpy(), lg[0].cpu().numpy()) for p, lg in pairs]
@@ -186,9 +189,13 @@ class _BankRun:
         return [self.done[i] for i in range(len(self.members))]
 
 
-def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool
-                ) -> list[Trained]:
-    """Train every member; heads of one architecture and training-set size share a bank. Order is kept."""
+def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool,
+                precision: str = "fp32") -> list[Trained]:
+    """Train every member; heads of one architecture and training-set size share a bank. Order is kept.
+
+    ``precision="bf16"`` casts ``x`` to bfloat16 once and runs the banks' GEMMs in bfloat16 (see ``mlp``).
+    """
+    x = x.to(compute_dtype(precision))
     groups: dict[tuple[Any, int], list[int]] = {}
     for index, member in enumerate(members):
         if len(member.train_rows) == 0:
@@ -196,7 +203,8 @@ def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Sched
         groups.setdefault((member.config.family, len(member.train_rows)), []).append(index)
     results: list[Trained | None] = [None] * len(members)
     for indices in groups.values():
-        trained = _BankRun([members[i] for i in indices], x, y, schedule, multilabel).run()
+        indices.sort(key=lambda i: (members[i].config.lr, members[i].config.weight_decay))  # Adam runs (mlp)
+        trained = _BankRun([members[i] for i in indices], x, y, schedule, multilabel, precision).run()
         for index, result in zip(indices, trained, strict=True):
             results[index] = result
     return [r for r in results if r is not None]
