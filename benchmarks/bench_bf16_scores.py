@@ -79,7 +79,7 @@ def run_model_task(model: str, weights: Path, folder: TaskFolder, probe: dict[st
     dirs = {}
     for precision in PRECISIONS:
         setup = resolve_model(model, weights, {}, precision=precision)
-        done = work / "results" / setup.model_id / folder.name / RESULTS_FILENAME
+        done = work / "results" / setup.model_id / folder.name / ProbeConfig(**probe).run_name / RESULTS_FILENAME
         if resume and done.is_file():
             results = read_results(done)
         else:

@@ -64,6 +64,24 @@ class ProbeConfig:
             raise ValueError("at least one seed is needed")
         compute_dtype(self.precision)  # raises ValueError on an unknown precision
 
+    @property
+    def run_name(self) -> str:
+        """The results sub-folder of this probe: the protocol plus every setting that changes its numbers and
+        differs from the default (e.g. ``hear``, ``linear``, ``hear-grid=fast-precision=bf16``), so runs of two
+        protocols or settings never overwrite each other. Seeds are not part of it: a rerun replaces a run."""
+        default = ProbeConfig()
+        parts = [self.protocol]
+        if self.protocol == "hear":
+            parts += [f"grid={self.grid}"] * (self.grid != default.grid)
+            parts += [f"points={self.grid_points}"] * (self.grid_points != default.grid_points)
+        else:
+            parts += [f"lr={self.linear_lr:g}"] * (self.linear_lr != default.linear_lr)
+            parts += [f"wd={self.linear_weight_decay:g}"] * (self.linear_weight_decay != default.linear_weight_decay)
+        parts += ["kit-order"] * (not self.shuffle)
+        parts += [f"precision={self.precision}"] * (self.precision != default.precision)
+        parts += [f"max-epochs={self.max_epochs}"] * (self.max_epochs is not None)
+        return "-".join(parts)
+
 
 @dataclass
 class TaskResult:

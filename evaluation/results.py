@@ -1,6 +1,6 @@
 """The results file of one (model, task) evaluation, the events file of event tasks, and atomic JSON I/O.
 
-Layout: ``<results_dir>/<model_id>/<task_folder>/results.json`` (this schema) next to the HEAR kit's
+Layout: ``<results_dir>/<model_id>/<task_folder>/<probe>/results.json`` (this schema) next to the HEAR kit's
 ``test.predicted-scores.json``. ``model_id`` is the model name plus its options plus, when a weights file is used,
 the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4d`` (``mel``: no weights, no hash).
 

@@ -1,6 +1,7 @@
 """``run_eval``: model + task -> embeddings (cached) -> probes -> ``results.json`` and the kit's scores file.
 
-Output: ``<results_dir>/<model_id>/<task_folder>/results.json`` (schema in :mod:`evaluation.results`) and
+Output: ``<results_dir>/<model_id>/<task_folder>/<probe>/results.json`` (``<probe>``:
+:attr:`ProbeConfig.run_name`, e.g. ``hear`` or ``linear``) (schema in :mod:`evaluation.results`) and
 ``test.predicted-scores.json`` (the HEAR kit's file for the first seed, with ``embedding_path``), so numbers
 compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise);
 event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`).
@@ -110,7 +111,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
     result = evaluate(task_embeddings, probe)
     finished = time.perf_counter()
-    out_dir = Path(results_dir) / setup.model_id / folder.name
+    out_dir = Path(results_dir) / setup.model_id / folder.name / probe.run_name
     results = results_document(setup, folder, result, probe, timing={
         "embed": embedded - started, "probe": finished - embedded, "total": finished - started})
     results_path, scores_path = out_dir / RESULTS_FILENAME, out_dir / PREDICTED_SCORES_FILENAME

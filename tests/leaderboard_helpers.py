@@ -66,7 +66,9 @@ def make_results(
 
 
 def write_results(results_dir: Path, data: dict[str, Any], run: str = "") -> Path:
-    """Write ``data`` where the runner would: ``<results_dir>/[<run>/]<model_id>/<task_folder>/results.json``."""
-    path = results_dir / run / data["model"]["id"] / data["task"]["folder"] / RESULTS_FILENAME
+    """Write ``data`` where the runner would: ``<results_dir>/[<run>/]<model_id>/<task_folder>/<probe>/results.json``
+    (``<probe>``: the protocol name, as :attr:`ProbeConfig.run_name` gives for default settings)."""
+    folder = results_dir / run / data["model"]["id"] / data["task"]["folder"] / data["protocol"]["name"]
+    path = folder / RESULTS_FILENAME
     write_json_atomic(path, data)
     return path

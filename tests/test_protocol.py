@@ -191,3 +191,13 @@ def test_fold_aggregation_matches_pandas_with_nan_and_inf() -> None:
             value = ours[f"{key}_{stat}"]
             assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected), (key, stat)
     assert ours["test_d_prime_mean"] == math.inf and math.isnan(ours["test_d_prime_std"])
+
+
+def test_probe_run_names_separate_protocols_and_settings() -> None:
+    """Runs that would give different numbers get different results sub-folders; defaults stay short."""
+    assert ProbeConfig().run_name == "hear"
+    assert ProbeConfig(protocol="linear").run_name == "linear"
+    assert ProbeConfig(seeds=[0, 1, 2]).run_name == "hear"  # seeds: a rerun replaces the run
+    assert ProbeConfig(grid="fast", precision="bf16").run_name == "hear-grid=fast-precision=bf16"
+    assert ProbeConfig(shuffle=False, max_epochs=40, grid_points=1).run_name == "hear-points=1-kit-order-max-epochs=40"
+    assert ProbeConfig(protocol="linear", linear_lr=1e-3).run_name == "linear-lr=0.001"

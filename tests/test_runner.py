@@ -52,7 +52,7 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path,
     assert 0.3 < float(mean) < 0.95  # 10 classes: chance is 0.1
     assert 0.0 < float(std) < 0.2
 
-    out = tmp_path / "results" / "mel" / esc10_task.name
+    out = tmp_path / "results" / "mel" / esc10_task.name / "linear-precision=bf16"
     results = read_results(out / "results.json")
     assert results["model"] == {"id": "mel", "name": "mel", "module": "hear_atst.mel", "options": {},
                                 "weights": None, "weights_sha256": None}
@@ -88,7 +88,7 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
     lines = [stdout.strip().splitlines()[-1] for _, stdout, _ in runs]
     assert lines[0] == lines[1] and lines[0].endswith("(5 folds × 2 seeds)")
     assert "embedding spoken_digit" in runs[0][2] and "embedding " not in runs[1][2]  # the rerun used the cache
-    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "results.json")
+    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "linear" / "results.json")
     assert [run["seed"] for run in results["runs"]] == [0, 1] and results["score"]["n"] == 10
     assert 0.1 < results["score"]["mean"] < 0.9  # 10 spoken digits, 80 training clips
 
@@ -130,7 +130,7 @@ def by_time(events: list[dict]) -> list[tuple]:
 def check_events_file(path: Path, task: Path, postprocessing: dict) -> None:
     """test.events.json of a trainvaltest event task: every test file, its reference events exactly as in the task
     folder's test.json, predicted events inside the file and labelled from the vocabulary."""
-    assert path == path.parent / "test.events.json" and path.parent.name == task.name
+    assert path == path.parent / "test.events.json" and path.parent.parent.name == task.name
     events = read_events(path)
     raw = json.loads(path.read_text())
     assert raw["schema"] == "hear-atst-events/1" and set(raw) == {"schema", "task", "fold", "seed", "postprocessing",
@@ -166,7 +166,8 @@ def test_two_checkpoints_of_one_model_get_two_results_folders(spoken_digit_task:
     ids = [outcome.results["model"]["id"] for outcome in outcomes]
     for model_id, outcome in zip(ids, outcomes, strict=True):
         assert model_id == f"atst_clip-weights={outcome.results['model']['weights_sha256'][:8]}"
-        assert outcome.results_path == tmp_path / "res" / model_id / spoken_digit_task.name / "results.json"
+        assert outcome.results_path == (tmp_path / "res" / model_id / spoken_digit_task.name
+                                        / "linear-max-epochs=5" / "results.json")
         assert outcome.events_path is None and not (outcome.results_path.parent / "test.events.json").exists()
     assert ids[0] != ids[1]
     runs = collect_runs(tmp_path / "res")
@@ -176,9 +177,16 @@ def test_two_checkpoints_of_one_model_get_two_results_folders(spoken_digit_task:
 def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_path: Path):
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "faster"))
     assert code == 0, stderr
-    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "results.json")
+    task_dir = tmp_path / "results" / "mel" / spoken_digit_task.name
+    results = read_results(task_dir / "hear-grid=faster" / "results.json")
     assert results["protocol"]["grid"] == "faster" and results["protocol"]["grid_points"] == 8
     assert results["runs"][0]["selected_hyperparameters"]["max_epochs"] == 10  # every faster point runs 10 epochs
+    # another protocol on the same model and task gets its own folder: nothing is overwritten
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear"))
+    assert code == 0, stderr
+    assert read_results(task_dir / "hear-grid=faster" / "results.json") == results
+    assert read_results(task_dir / "linear" / "results.json")["protocol"]["name"] == "linear"
+    assert sorted(collect_runs(tmp_path / "results")["protocol"]) == ["hear", "linear"]
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "huge"))
     assert code == 2 and "huge" in stderr
 
