@@ -264,6 +264,10 @@ class _Evaluator:
         """``schedule`` with ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
         if self.config.max_epochs is None:
             return schedule
+        if self.config.max_epochs < schedule.check_every:
+            raise ValueError(
+                f"max_epochs={self.config.max_epochs} is below this grid point's validation interval "
+                f"({schedule.check_every} epochs): no validation would run; cap at {schedule.check_every} or more")
         return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, self.config.max_epochs))
 
     def _validator(self, fold: _Fold):

@@ -201,3 +201,9 @@ def test_probe_run_names_separate_protocols_and_settings() -> None:
     assert ProbeConfig(grid="fast", precision="bf16").run_name == "hear-grid=fast-precision=bf16"
     assert ProbeConfig(shuffle=False, max_epochs=40, grid_points=1).run_name == "hear-points=1-kit-order-max-epochs=40"
     assert ProbeConfig(protocol="linear", linear_lr=1e-3).run_name == "linear-lr=0.001"
+
+
+def test_epoch_cap_below_the_validation_interval_is_refused_up_front(data_dir) -> None:
+    """The fast grid validates every 3 or 10 epochs: a cap of 5 would never validate its 10-epoch points."""
+    with pytest.raises(ValueError, match=r"max_epochs=5 is below .* validation interval \(10 epochs\)"):
+        evaluate(esc10_task(data_dir), ProbeConfig(grid="fast", max_epochs=5, seeds=[0]))
