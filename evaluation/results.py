@@ -87,16 +87,22 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``results.json``, checking its schema tag."""
+def read_tagged_json(path: str | os.PathLike[str], schema: str, what: str) -> dict[str, Any]:
+    """Read a JSON object whose ``schema`` tag must be ``schema``; ValueError naming the file (``what``: its kind)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable results file: {error}") from None
-    if data.get("schema") != RESULTS_SCHEMA:
-        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {RESULTS_SCHEMA!r}")
+        raise ValueError(f"{path}: not a readable {what}: {error}") from None
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: schema {found!r}, expected {schema!r}")
     return data
+
+
+def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``results.json``, checking its schema tag."""
+    return read_tagged_json(path, RESULTS_SCHEMA, "results file")
 
 
 @dataclass(frozen=True)
@@ -132,13 +138,7 @@ def _normalised(events: Sequence[Mapping[str, Any]]) -> list[Event]:
 
 def read_events(path: str | os.PathLike[str]) -> FoldEvents:
     """Read a ``test.events.json``, checking its schema tag and shape."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable events file: {error}") from None
-    if data.get("schema") != EVENTS_SCHEMA:
-        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {EVENTS_SCHEMA!r}")
+    data = read_tagged_json(path, EVENTS_SCHEMA, "events file")
     try:
         files = {name: {side: _normalised(entry[side]) for side in ("predicted", "reference")}
                  for name, entry in data["files"].items()}
