@@ -35,7 +35,7 @@ from evaluation.leaderboard.regress import (
 )
 from evaluation.protocol import ProbeConfig
 from evaluation.results import RESULTS_FILENAME, read_results, write_json_atomic, write_text_atomic
-from evaluation.runner import resolve_model, run_eval
+from evaluation.runner import resolve_model, run_eval, run_folder
 from evaluation.taskfolder import TaskFolder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def run_model_task(model: str, weights: Path, folder: TaskFolder, probe: dict[st
     dirs = {}
     for precision in PRECISIONS:
         setup = resolve_model(model, weights, {}, precision=precision)
-        done = work / "results" / setup.model_id / folder.name / ProbeConfig(**probe).run_name / RESULTS_FILENAME
+        done = run_folder(work / "results", setup, folder, ProbeConfig(**probe)) / RESULTS_FILENAME
         if resume and done.is_file():
             results = read_results(done)
         else:

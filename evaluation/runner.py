@@ -97,6 +97,12 @@ def embed(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLi
     return embed_task(setup, folder, embeddings_dir, batch_seconds=batch_seconds, progress=progress, on_start=log)
 
 
+def run_folder(results_dir: str | os.PathLike[str], setup: ModelSetup, folder: TaskFolder, probe: ProbeConfig
+               ) -> Path:
+    """Where a run writes its files: ``<results_dir>/<model_id>/<task_folder>/<probe run name>``."""
+    return Path(results_dir) / setup.model_id / folder.name / probe.run_name
+
+
 def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
              results_dir: str | os.PathLike[str] = DEFAULT_RESULTS_DIR, probe: ProbeConfig | None = None,
              progress: bool = True, log: Log | None = None) -> EvalOutcome:
@@ -111,7 +117,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
     result = evaluate(task_embeddings, probe)
     finished = time.perf_counter()
-    out_dir = Path(results_dir) / setup.model_id / folder.name / probe.run_name
+    out_dir = run_folder(results_dir, setup, folder, probe)
     results = results_document(setup, folder, result, probe, timing={
         "embed": embedded - started, "probe": finished - embedded, "total": finished - started})
     results_path, scores_path = out_dir / RESULTS_FILENAME, out_dir / PREDICTED_SCORES_FILENAME
