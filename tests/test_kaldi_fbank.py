@@ -13,6 +13,9 @@ from hear_atst.frontends.kaldi_fbank import (
     n_frames,
 )
 
+FIXTURE_ATOL = 1e-5
+FIXTURE_ATOL_OTHER_CPU = 5e-4
+
 
 @pytest.fixture(scope="module")
 def audio(fixtures_dir):
@@ -31,7 +34,13 @@ def test_matches_torchaudio_fbank_for_every_clip(audio, reference, sample_rate):
         fbank = frontend(wave.unsqueeze(0))
         expected = reference[f"sr{sample_rate}"][clip]
         assert fbank.shape == (1, n_frames(wave.numel(), sample_rate), 128) == (1, *expected.shape)
-        torch.testing.assert_close(fbank[0], expected, atol=1e-5, rtol=0)
+        # Computed like torchaudio in float32: within 1e-5 of the reference on the CPU that made the fixtures
+        # (Intel). On another CPU the FFT rounds differently and low-energy bins (the lowest mel bins, near the
+        # float32-eps floor) move by up to 2.5e-4 (AMD EPYC, measured): every element within the fixtures
+        # README's 5e-4 bound for an independent computation, and all but 0.5 % within 1e-5.
+        torch.testing.assert_close(fbank[0], expected, atol=FIXTURE_ATOL_OTHER_CPU, rtol=0)
+        loose = (fbank[0] - expected).abs() > FIXTURE_ATOL
+        assert loose.float().mean() <= 0.005, f"{clip}: {int(loose.sum())} of {loose.numel()} elements off by >1e-5"
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 32000])
