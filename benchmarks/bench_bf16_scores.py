@@ -20,7 +20,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.embeddings import load_task_embeddings, task_embeddings_dir
+from evaluation.environment import cpu_model
 from evaluation.leaderboard.regress import (
     load_regression,
     prepare_tasks,
@@ -150,13 +150,14 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown suite tasks {sorted(unknown)}; the suite has {sorted(suite.tasks)}")
         suite = dataclasses.replace(suite, tasks={n: t for n, t in suite.tasks.items() if n in args.tasks})
+    probe = {**suite.probe, "seeds": [0]}  # one seed: fp32 and bf16 embeddings probed from the same start
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         folders = prepare_tasks(suite, shared, work, print)
         rows = []
         for model in args.models:
             for name, folder in folders.items():
-                row = run_model_task(model, shared / FIXTURE_WEIGHTS[model], folder, suite.probe, work, args.resume)
+                row = run_model_task(model, shared / FIXTURE_WEIGHTS[model], folder, probe, work, args.resume)
                 row["task"] = name
                 print(f"{model}/{name}: fp32 {_score(row['fp32_score'])} bf16 {_score(row['bf16_score'])} "
                       f"({_score(row['difference'], signed=True)})", flush=True)
@@ -164,8 +165,8 @@ def main() -> None:
     differences = [row["difference"] for row in rows if row["difference"] is not None]
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
-        "probe": suite.probe,
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        "probe": probe,
         "rows": rows,
         "summary": {
             "max_abs_difference": max(abs(d) for d in differences),

@@ -28,7 +28,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from evaluation.environment import cpu_model
 from hear_atst.registry import MODELS, ModelSpec
 
 PRECISIONS = ("fp32", "bf16")
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_model(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "loadavg_start": [round(x, 2) for x in loadavg_start],

@@ -23,7 +23,8 @@ the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4
                 "folds": {"fold00": {"scores": {"<metric>": float}, "validation_score": float,
                                       "epoch": int, "postprocessing": {...}|null}}}],
       "timing_s": {"embed": float, "probe": float, "total": float},
-      "environment": {"hear_atst", "python", "torch", "numpy", "scikit-learn", "sed_eval", "device", "precision"}
+      "environment": {"hear_atst", "python", "torch", "numpy", "scikit-learn", "sed_eval", "cpu", "device",
+                      "precision"}
     }
 
 Event tasks also get ``test.events.json`` (schema ``hear-atst-events/1``): the events of the first seed's first fold,

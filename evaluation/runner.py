@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
+from evaluation.environment import cpu_model
 from evaluation.protocol import ProbeConfig, TaskResult, evaluate
 from evaluation.results import (
     EVENTS_FILENAME,
@@ -146,6 +147,7 @@ def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, 
         **result.to_json(),
         "timing_s": timing,
         "environment": {**{key: importlib.metadata.version(dist) for key, dist in VERSIONED_PACKAGES.items()},
-                        "python": platform.python_version(), "device": probe.device, "precision": setup.precision},
+                        "python": platform.python_version(), "cpu": cpu_model(), "device": probe.device,
+                        "precision": setup.precision},
     }
 

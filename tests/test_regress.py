@@ -39,7 +39,8 @@ def tiny_document(tolerance: float = 0.02) -> dict:
             },
             "models": {"mel": {"model": "mel"}},
             "pairs": [["mel", "keywords"], ["mel", "scenes"]],
-            "probe": {"protocol": "hear", "seeds": [0]},
+            "probe": {"protocol": "hear", "grid_points": 1},
+            "seeds": {"default": 1, "mel/scenes": 3},
             "tolerance": {"default": tolerance, "mel/scenes": 0.05},
             "determinism": {"pair": ["mel", "keywords"]},
         },
@@ -177,6 +178,24 @@ def test_regression_file_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps(document))
     with pytest.raises(RegressionFileError, match="exactly one of 'source' and 'layout'"):
         load_regression(path)
+    for probe, seeds in (({"protocol": "hear", "seeds": [0]}, {"default": 1}), ({}, {"default": 0}), ({}, {"x": 1})):
+        document = tiny_document()
+        document["suite"]["probe"], document["suite"]["seeds"] = probe, seeds
+        path.write_text(json.dumps(document))
+        with pytest.raises(RegressionFileError, match="seeds"):
+            load_regression(path)
+
+
+def test_each_pair_averages_its_own_number_of_seeds(tmp_path: Path) -> None:
+    path = tmp_path / "regression.json"
+    path.write_text(json.dumps(tiny_document()))
+    suite = load_regression(path)[0]
+    assert suite.probe_for("mel/keywords").seeds == [0]
+    scenes = suite.probe_for("mel/scenes")
+    assert scenes.seeds == [0, 1, 2] and scenes.protocol == "hear" and scenes.grid_points == 1
+    committed = load_regression(REGRESSION)[0]
+    assert committed.probe_for("mel/esc10").seeds == list(range(10))
+    assert committed.probe_for("mel/dcase2016").seeds == list(range(5))
 
 
 def test_shared_folder_resolution(tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +219,8 @@ def keyword_suite(path: Path) -> None:
     document = tiny_document()
     document["suite"]["tasks"].pop("scenes")
     document["suite"]["pairs"] = [["mel", "keywords"]]
-    document["suite"]["probe"] = {"protocol": "hear", "seeds": [0], "grid_points": 1, "max_epochs": 30}
+    document["suite"]["probe"] = {"protocol": "hear", "grid_points": 1, "max_epochs": 30}
+    document["suite"]["seeds"] = {"default": 2}
     path.write_text(json.dumps(document))
 
 

@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from evaluation.commands import parse_model_options
+from evaluation.environment import cpu_model
 from evaluation.leaderboard.aggregate import collect_runs
 from evaluation.protocol import ProbeConfig
 from evaluation.results import read_events, read_results
@@ -70,6 +71,7 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path,
     assert environment["numpy"] == importlib.metadata.version("numpy")
     assert environment["sed_eval"] == importlib.metadata.version("sed_eval")
     assert {"hear_atst", "python", "torch", "scikit-learn", "device", "precision"} <= set(environment)
+    assert environment["cpu"] == cpu_model() and environment["cpu"]
 
     kit = json.loads((out / "test.predicted-scores.json").read_text())
     for fold in (f"fold{i:02d}" for i in range(5)):

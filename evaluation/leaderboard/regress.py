@@ -2,9 +2,10 @@
 
 The suite and its baseline live in one file (``results/regression.json``, schema ``hear-atst-regression/1``):
 ``suite`` says which tasks are prepared from ``../shared`` (layout tool, registered task, mode), which models run
-(registry name, weights relative to ``../shared``, options), which (model, task) pairs run, the probe settings, the
-tolerance of every score, and which pair is run twice for the determinism check; ``baseline`` holds, per pair, the
-primary score and the fingerprints of a run recorded with ``--update``.
+(registry name, weights relative to ``../shared``, options), which (model, task) pairs run, the probe settings, how
+many seeds each pair's score averages, the tolerance of every score, and which pair is run twice for the
+determinism check; ``baseline`` holds, per pair, the primary score and the fingerprints of a run recorded with
+``--update``.
 
 The gate fails when
 
@@ -16,8 +17,11 @@ The gate fails when
    hyper-parameters, floats at full precision) differ between the two runs.
 
 Every pair's result fingerprint is also compared with the baseline's and reported (``identical`` / ``differs``).
-A difference alone does not fail the gate: BLAS kernels differ between CPU models and change low-order bits, which
-the score tolerance is there to judge. The same seed on the same machine gives bit-identical results.
+A difference alone does not fail the gate: BLAS and FFT kernels differ between CPU models, change low-order bits,
+and a probe trained from them ends where another seed would. So a pair's score is the mean over several seeds and
+its tolerance is three standard deviations of the difference of two such means (the seed spread measured on the
+suite, in ``suite.about``), never less than two test items' worth. The same seed on the same machine gives
+bit-identical results.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluation.embeddings import task_embeddings_dir
+from evaluation.environment import cpu_model
 from evaluation.protocol import ProbeConfig
 from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
@@ -89,12 +94,17 @@ class Suite:
     tasks: dict[str, SuiteTask]
     models: dict[str, SuiteModel]
     pairs: tuple[tuple[str, str], ...]  # (model name, task name)
-    probe: dict[str, Any]  # ProbeConfig keyword arguments
+    probe: dict[str, Any]  # ProbeConfig keyword arguments, all but the seeds
+    seeds: dict[str, int]  # how many seeds (0, 1, ...): "default" and per pair key "<model>/<task>"
     tolerance: dict[str, float]  # "default" and per pair key "<model>/<task>"
     determinism_pair: tuple[str, str]
 
     def tolerance_for(self, key: str) -> float:
         return float(self.tolerance.get(key, self.tolerance["default"]))
+
+    def probe_for(self, key: str) -> ProbeConfig:
+        """The probe of pair ``key``: the suite's settings with seeds ``0 .. n - 1`` (the score is their mean)."""
+        return ProbeConfig(**self.probe, seeds=list(range(self.seeds.get(key, self.seeds["default"]))))
 
 
 def pair_key(model: str, task: str) -> str:
@@ -128,6 +138,7 @@ def load_regression(path: str | Path) -> tuple[Suite, dict[str, Any], dict[str, 
             models=models,
             pairs=pairs,
             probe=dict(raw["probe"]),
+            seeds={key: int(value) for key, value in raw["seeds"].items()},
             tolerance={key: float(value) for key, value in raw["tolerance"].items()},
             determinism_pair=tuple(raw["determinism"]["pair"]),
         )
@@ -136,8 +147,11 @@ def load_regression(path: str | Path) -> tuple[Suite, dict[str, Any], dict[str, 
     for model, task in (*suite.pairs, suite.determinism_pair):
         if model not in suite.models or task not in suite.tasks:
             raise RegressionFileError(f"{path}: pair {model}/{task} names an unknown model or task")
-    if "default" not in suite.tolerance:
-        raise RegressionFileError(f"{path}: tolerance needs a 'default'")
+    for name, table in (("tolerance", suite.tolerance), ("seeds", suite.seeds)):
+        if "default" not in table:
+            raise RegressionFileError(f"{path}: {name} needs a 'default'")
+    if "seeds" in suite.probe or min(suite.seeds.values()) < 1:
+        raise RegressionFileError(f"{path}: seeds are counts of at least 1 under 'seeds', not a probe setting")
     for task in suite.tasks.values():
         if (task.source is None) == (not task.layout):
             raise RegressionFileError(f"{path}: task {task.name} needs exactly one of 'source' and 'layout'")
@@ -235,7 +249,7 @@ def run_pair(suite: Suite, shared: Path, model: str, folder: TaskFolder, work: P
         folder,
         embeddings_dir=work / "embeddings",
         results_dir=work / "results",
-        probe=ProbeConfig(**suite.probe),
+        probe=suite.probe_for(key),
         progress=False,
     )
     results = outcome.results
@@ -427,7 +441,7 @@ def updated_document(document: Mapping[str, Any], suite: Suite, run: SuiteRun) -
             "suite_cpu_seconds": round(run.cpu_seconds, 1),
             "python": platform.python_version(),
             "machine": platform.machine(),
-            "processor": platform.processor(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "torch": version("torch"),
             "numpy": version("numpy"),
