@@ -14,18 +14,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from evaluation.protocol import ProbeConfig
-from evaluation.runner import (
-    DEFAULT_EMBEDDINGS_DIR,
-    DEFAULT_RESULTS_DIR,
-    TASKS_DIR_ENV,
-    default_tasks_dir,
-    embed,
-    load_task_folder,
-    resolve_model,
-    run_eval,
-)
+from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.registry import parse_model_options
+from tasks.registry import DEFAULT_TASKS_DIR, TASKS_DIR_ENV, default_tasks_dir
 
 USAGE_ERROR = 2
 T = TypeVar("T")
@@ -72,7 +63,7 @@ WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Checkpoint f
 OptionsOpt = Annotated[list[str] | None, typer.Option(
     "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")]
 TasksDirOpt = Annotated[Path | None, typer.Option(
-    "--tasks-dir", help=f"Folder of HEAR task folders [default: ${TASKS_DIR_ENV} or ./tasks_data].")]
+    "--tasks-dir", help=f"Folder of HEAR task folders [default: ${TASKS_DIR_ENV} or ./{DEFAULT_TASKS_DIR}].")]
 EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model and the probes.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]
@@ -89,6 +80,8 @@ def embed_command(
     precision: PrecisionOpt = Precision.fp32,
 ) -> None:
     """Embed a task in the HEAR kit's layout (cached; an interrupted run resumes)."""
+    from evaluation.runner import embed, load_task_folder, resolve_model
+
     setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
@@ -119,6 +112,9 @@ def eval_command(
     ] = Precision.fp32,
 ) -> None:
     """Embed (cached) -> probe -> score one task; writes results.json and test.predicted-scores.json."""
+    from evaluation.protocol import ProbeConfig
+    from evaluation.runner import load_task_folder, resolve_model, run_eval
+
     setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))

@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+DEFAULT_EMBEDDINGS_DIR = "embeddings"  # the embed stage's output (the HEAR kit's layout), unless told otherwise
+DEFAULT_RESULTS_DIR = "results/runs"  # <model_id>/<task folder>/<run name>/results.json
 RESULTS_SCHEMA = "hear-atst-results/1"
 RESULTS_FILENAME = "results.json"
 PREDICTED_SCORES_FILENAME = "test.predicted-scores.json"

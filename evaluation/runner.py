@@ -25,6 +25,8 @@ from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task,
 from evaluation.environment import cpu_model
 from evaluation.protocol import ProbeConfig, TaskResult, evaluate
 from evaluation.results import (
+    DEFAULT_EMBEDDINGS_DIR,
+    DEFAULT_RESULTS_DIR,
     EVENTS_FILENAME,
     PREDICTED_SCORES_FILENAME,
     RESULTS_FILENAME,
@@ -38,19 +40,11 @@ from hear_atst.registry import get_model_spec
 from hear_atst.weights import resolve_weights
 from tasks.registry import resolve_task_folder
 
-TASKS_DIR_ENV = "HEAR_ATST_TASKS"
-DEFAULT_TASKS_DIR = "tasks_data"
-DEFAULT_EMBEDDINGS_DIR = "embeddings"
-DEFAULT_RESULTS_DIR = "results/runs"
 VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "numpy",
                       "scikit-learn": "scikit-learn", "sed_eval": "sed_eval"}
 
 Log = Callable[[str], None]
 
-
-def default_tasks_dir() -> Path:
-    """``$HEAR_ATST_TASKS`` or ``./tasks_data``."""
-    return Path(os.environ.get(TASKS_DIR_ENV) or DEFAULT_TASKS_DIR)
 
 
 def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, options: dict[str, Any] | None = None,

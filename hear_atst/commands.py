@@ -1,7 +1,8 @@
 """``hear-atst`` sub-commands for models and checkpoints: ``models``, ``convert``, ``validate``.
 
 Each command is a plain function registered in :func:`register`; add a command by writing its function and
-one ``app.command(...)`` line.
+one ``app.command(...)`` line. Modules that import torch are imported inside the commands, so that
+``hear-atst --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hear_atst.checkpoints import CheckpointError
-from hear_atst.encoders import FAMILIES, convert_checkpoint
-from hear_atst.registry import MODELS
-from hear_atst.validate import validate_command
+from hear_atst.registry import ENCODER_FAMILIES, MODELS, parse_model_options
 from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights
 
 
@@ -41,10 +39,13 @@ def convert(
     checkpoint: Annotated[Path, typer.Argument(help="official checkpoint (.ckpt/.pt/.pth) or a safetensors file")],
     out: Annotated[Path, typer.Argument(help="output .safetensors file (the encoder alone)")],
     kind: Annotated[
-        str | None, typer.Option(help=f"encoder kind: {', '.join(FAMILIES)} (default: detected)")
+        str | None, typer.Option(help=f"encoder kind: {', '.join(ENCODER_FAMILIES)} (default: detected)")
     ] = None,
 ) -> None:
     """Extract the encoder of CHECKPOINT (teacher, or the ATST-C2F student) into a small safetensors file."""
+    from hear_atst.checkpoints import CheckpointError
+    from hear_atst.encoders import convert_checkpoint
+
     try:
         metadata = convert_checkpoint(checkpoint, out, kind)
     except (CheckpointError, ValueError) as error:
@@ -53,8 +54,41 @@ def convert(
     typer.echo(f"wrote {out} ({out.stat().st_size:,} bytes): kind {metadata['kind']}, config {metadata['config']}")
 
 
+def validate(
+    module: Annotated[str, typer.Argument(help="Registered model name (atst_frame) or module path.")],
+    weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file passed to load_model.")] = None,
+    model_option: Annotated[list[str] | None, typer.Option(
+        "--model-option", help="KEY=VALUE passed to load_model (VALUE parsed as JSON when valid), repeatable.")] = None,
+    long_seconds: Annotated[float | None, typer.Option(
+        "--long-seconds", help="Length of the long-audio check, at least 60 s [default: 1200, HEAR's 20 minutes].")
+    ] = None,
+) -> None:
+    """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
+    from hear_atst.validate import validate_module
+
+    try:
+        options = parse_model_options(model_option)
+        if long_seconds is not None:
+            options["long_seconds"] = long_seconds
+        results = validate_module(module, weights, **options)
+    except ValueError as error:
+        Console(stderr=True).print(f"error: {error}", markup=False)
+        raise typer.Exit(2) from None
+    table = Table(title=f"hear-atst validate {module}")
+    for column in ("check", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    colours = {"pass": "green", "fail": "red", "warn": "yellow", "info": "cyan"}
+    for result in results:
+        table.add_row(result.name, f"[{colours[result.status]}]{result.status}[/]", result.detail)
+    Console().print(table)
+    failed = [r.name for r in results if not r.passed]
+    if failed:
+        Console(stderr=True).print(f"FAILED: {', '.join(failed)}", markup=False)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``hear-atst`` app."""
     app.command("models")(models)
     app.command("convert")(convert)
-    app.command("validate")(validate_command)
+    app.command("validate")(validate)

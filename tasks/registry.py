@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ import pandas as pd
 from tasks import dcase2016, esc50, speech_commands, spoken_digit, voxceleb1
 from tasks.download import Source
 
-DEFAULT_TASKS_DIR = "hear_tasks"
+TASKS_DIR_ENV = "HEAR_ATST_TASKS"
+DEFAULT_TASKS_DIR = "tasks_data"  # when $HEAR_ATST_TASKS is not set
 TASK_METADATA = "task_metadata.json"
 WORKDIR_NAME = "_workdir"
 
@@ -127,6 +129,11 @@ def read_task_metadata(folder: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: unreadable task metadata ({error})") from error
+
+
+def default_tasks_dir() -> Path:
+    """Where task folders are prepared and looked up: ``$HEAR_ATST_TASKS``, else ``./tasks_data``."""
+    return Path(os.environ.get(TASKS_DIR_ENV) or DEFAULT_TASKS_DIR)
 
 
 def list_task_folders(tasks_dir: str | Path) -> list[Path]:

@@ -18,7 +18,14 @@ from tasks import spoken_digit
 from tasks.commands import register
 from tasks.download import Source, SourceError, fetch
 from tasks.pipeline import PENDING, PrepareError, prepare_task
-from tasks.registry import get_spec, list_task_folders, resolve_task_folder
+from tasks.registry import (
+    DEFAULT_TASKS_DIR,
+    TASKS_DIR_ENV,
+    default_tasks_dir,
+    get_spec,
+    list_task_folders,
+    resolve_task_folder,
+)
 
 REFERENCE = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
 REFERENCE_FILES = ["task_metadata.json", "labelvocabulary.csv"] + [f"fold{i:02d}.json" for i in range(5)]
@@ -86,6 +93,10 @@ def test_cli_tasks_lists_registered_and_on_disk_folders(esc10_task: Path, refere
         assert text in result.output
     result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(esc10_task.parent)], env={"COLUMNS": "200"})
     assert "16000 Hz" in result.output
+    # without --tasks-dir: $HEAR_ATST_TASKS, the folder `eval` and `embed` look in too
+    result = CliRunner().invoke(app, ["tasks"], env={"COLUMNS": "200", "HEAR_ATST_TASKS": str(tmp_path)})
+    assert result.exit_code == 0 and f"HEAR tasks ({tmp_path})" in result.output.replace("\n", "")
+    assert "mridangam_tonic-v1.5-full" in result.output
 
 
 def test_cli_prepare_reports_errors(tmp_path: Path) -> None:
@@ -185,3 +196,10 @@ def test_download_errors_say_what_to_fetch(tmp_path: Path) -> None:
         fetch(offline, tmp_path)
     with pytest.raises(SourceError, match="VoxCeleb1 requires registration"):
         prepare_task(get_spec("voxceleb1"), tmp_path / "tasks")
+
+
+def test_tasks_dir_default_is_shared_by_every_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(TASKS_DIR_ENV, raising=False)
+    assert default_tasks_dir() == Path(DEFAULT_TASKS_DIR) == Path("tasks_data")
+    monkeypatch.setenv(TASKS_DIR_ENV, str(tmp_path))
+    assert default_tasks_dir() == tmp_path

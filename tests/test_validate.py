@@ -9,7 +9,8 @@ import typer
 from atst_helpers import write_c2f_checkpoint
 from typer.testing import CliRunner
 
-from hear_atst.validate import validate_command, validate_module
+from hear_atst.commands import validate
+from hear_atst.validate import validate_module
 
 CHECKS = {"api", "model-type", "sample-rate", "scene_embedding_size", "timestamp_embedding_size", "eval-mode",
           "shapes", "spacing", "hop<=50ms", "first-centre", "grid", "centring", "long-audio-memory",
@@ -134,17 +135,17 @@ def test_missing_api_and_failing_load_stop_early(tmp_path, monkeypatch):
 
 def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypatch):
     app = typer.Typer()
-    app.command()(validate_command)
+    app.command()(validate)
     app.command("other")(lambda: None)  # two commands: typer keeps the sub-command name
     (tmp_path / "defective_nondeterministic.py").write_text(PRELUDE + textwrap.dedent(DEFECTS["nondeterministic"]))
     monkeypatch.syspath_prepend(str(tmp_path))
     runner = CliRunner()
-    good = runner.invoke(app, ["validate-command", "mel", "--long-seconds", "60"])
+    good = runner.invoke(app, ["validate", "mel", "--long-seconds", "60"])
     assert good.exit_code == 0, good.output
     assert "centring" in good.output and "fail" not in good.output
-    bad = runner.invoke(app, ["validate-command", "defective_nondeterministic", "--long-seconds", "60"])
+    bad = runner.invoke(app, ["validate", "defective_nondeterministic", "--long-seconds", "60"])
     assert bad.exit_code == 1
     assert "FAILED: determinism" in bad.output
-    bad_option = runner.invoke(app, ["validate-command", "mel", "--model-option", "precision=fp16",
+    bad_option = runner.invoke(app, ["validate", "mel", "--model-option", "precision=fp16",
                                      "--long-seconds", "60"])
     assert bad_option.exit_code == 1 and "precision='fp16'" in bad_option.output

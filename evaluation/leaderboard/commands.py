@@ -1,4 +1,6 @@
-"""``hear-atst leaderboard`` (aggregate runs next to the published tables) and ``hear-atst regress`` (the CI gate)."""
+"""``hear-atst leaderboard`` (aggregate runs next to the published tables) and ``hear-atst regress`` (the CI gate).
+
+Their modules are imported inside the commands, so that ``hear-atst --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -8,19 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from evaluation.leaderboard.regress import (
-    gate,
-    load_regression,
-    render_gate,
-    resolve_shared,
-    run_suite,
-    updated_document,
-)
-from evaluation.leaderboard.report import write_leaderboard
-from evaluation.results import write_json_atomic
-from tasks.download import SourceError
-from tasks.pipeline import PrepareError
 
 SHARED_HELP = "The shared data folder (default: $HEAR_ATST_SHARED, else ../shared relative to the baseline file)."
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
@@ -37,6 +26,8 @@ def leaderboard_command(
 ) -> None:
     """Aggregate every run under --results-dir into leaderboard.csv / leaderboard.md (and .html), next to the
     published rows; a published row is ranked with a run only when protocol and metric are the same."""
+    from evaluation.leaderboard.report import write_leaderboard
+
     try:
         files = write_leaderboard(results_dir, published, out, latest_only=not all_runs, with_html=html)
     except (FileNotFoundError, ValueError) as error:
@@ -56,6 +47,18 @@ def regress_command(
 ) -> None:
     """Re-run the small real benchmark of --baseline; fail with a table when a score falls below its baseline by
     more than its tolerance or when a run is not deterministic."""
+    from evaluation.leaderboard.regress import (
+        gate,
+        load_regression,
+        render_gate,
+        resolve_shared,
+        run_suite,
+        updated_document,
+    )
+    from evaluation.results import write_json_atomic
+    from tasks.download import SourceError
+    from tasks.pipeline import PrepareError
+
     suite, recorded, document = load_regression(baseline)
     shared_dir = resolve_shared(suite, baseline, shared)
     if work_dir is not None and work_dir.exists() and any(work_dir.iterdir()):

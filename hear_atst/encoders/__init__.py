@@ -3,7 +3,7 @@
 A family is a module with ``KINDS``, ``extract_encoder_state(checkpoint, kind, source)`` (select the encoder's
 tensors from a released checkpoint layout, canonical keys) and ``build_encoder(kind, state)`` (derive the
 configuration from the shapes, strict load, ``eval()``). To add one, write that module and list its kinds in
-:data:`FAMILIES`.
+:data:`hear_atst.registry.ENCODER_FAMILIES`.
 
 Besides the released formats, every family loads this project's converted files (``hear-atst convert``):
 the encoder alone as safetensors with metadata ``{"format": "hear-atst-encoder/1", "kind", "config",
@@ -28,15 +28,10 @@ from hear_atst.checkpoints import (
     save_safetensors_file,
     sha256_file,
 )
+from hear_atst.registry import ENCODER_FAMILIES
 
 FORMAT = "hear-atst-encoder/1"
 
-FAMILIES: dict[str, str] = {
-    "atst_clip": "hear_atst.encoders.atst",
-    "atst_frame": "hear_atst.encoders.atst",
-    "atst_c2f": "hear_atst.encoders.atst",
-    "asit": "hear_atst.encoders.asit",
-}
 # Order in which ``convert`` without --kind tries the kinds: the first whose encoder can be extracted and built
 # wins. ATST-C2F comes after ATST-Frame so that a bare FrameAST state dict is called ATST-Frame; a C2F
 # distillation archive is not an SSL archive, so ATST-Clip/ATST-Frame do not claim its teacher.
@@ -45,9 +40,9 @@ DETECTION_ORDER = ("atst_clip", "atst_frame", "atst_c2f", "asit")
 
 def family(kind: str) -> ModuleType:
     """The family module that handles ``kind``."""
-    if kind not in FAMILIES:
-        raise ValueError(f"unknown encoder kind {kind!r}; known kinds: {', '.join(FAMILIES)}")
-    module = importlib.import_module(FAMILIES[kind])
+    if kind not in ENCODER_FAMILIES:
+        raise ValueError(f"unknown encoder kind {kind!r}; known kinds: {', '.join(ENCODER_FAMILIES)}")
+    module = importlib.import_module(ENCODER_FAMILIES[kind])
     if kind not in module.KINDS:
         raise RuntimeError(f"{module.__name__} does not declare kind {kind!r} (KINDS={module.KINDS})")
     return module

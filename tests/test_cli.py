@@ -1,0 +1,42 @@
+"""The ``hear-atst`` command line: every command is listed, and help never pays for torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ("models", "convert", "validate", "tasks", "prepare", "embed", "eval", "leaderboard", "regress")
+HEAVY = ("torch", "scipy", "sklearn", "sed_eval")
+
+PROBE = f"""
+import json, sys
+from typer.testing import CliRunner
+from hear_atst.cli import app
+result = CliRunner().invoke(app, sys.argv[1:], env={{"COLUMNS": "200"}})
+print(json.dumps({{"exit_code": result.exit_code, "output": result.output,
+                  "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+"""
+
+
+def run_cli(*args: str) -> dict:
+    """Invoke the app in a fresh interpreter and report which heavy libraries it imported."""
+    completed = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout)
+
+
+def test_top_level_help_lists_every_command_without_heavy_imports() -> None:
+    result = run_cli("--help")
+    assert result["exit_code"] == 0, result["output"]
+    for command in COMMANDS:
+        assert f" {command} " in result["output"]
+    assert result["heavy"] == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help_without_heavy_imports(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result["exit_code"] == 0, result["output"]
+    assert "Usage:" in result["output"] and result["heavy"] == []
