@@ -185,6 +185,7 @@ class MLPBank:
         if len(families) != 1:
             raise ValueError(f"heads of different architectures cannot share a bank: {sorted(families)}")
         self.configs = [state.config for state in states]
+        self.optimizer_runs = self._runs_of_equal_optimizer_settings(self.configs)
         self.device = torch.device(device)
         self.dtype = compute_dtype(precision)
         n_layers = len(states[0].weights)
@@ -288,7 +289,7 @@ class MLPBank:
         """
         self.step += 1
         grads = [param.grad.contiguous() for param in self.params]
-        for (lr, weight_decay), start, stop in self._optimizer_runs():
+        for (lr, weight_decay), start, stop in self.optimizer_runs:
             def part(tensors: list[Tensor], start: int = start, stop: int = stop) -> list[Tensor]:
                 return [tensor[start:stop] for tensor in tensors]
             params = part(self.params)
@@ -298,10 +299,11 @@ class MLPBank:
         for param in self.params:
             param.grad = None
 
-    def _optimizer_runs(self) -> list[tuple[tuple[float, float], int, int]]:
+    @staticmethod
+    def _runs_of_equal_optimizer_settings(configs: Sequence[HeadConfig]) -> list[tuple[tuple[float, float], int, int]]:
         """Maximal runs ``[start, stop)`` of adjacent heads sharing (lr, weight decay)."""
         runs: list[tuple[tuple[float, float], int, int]] = []
-        for head, config in enumerate(self.configs):
+        for head, config in enumerate(configs):
             key = (config.lr, config.weight_decay)
             if runs and runs[-1][0] == key:
                 runs[-1] = (key, runs[-1][1], head + 1)
@@ -335,6 +337,7 @@ class MLPBank:
             self.running = [[t.index_select(0, index) for t in pair] for pair in self.running]
         self.keep_probability = self.keep_probability.index_select(0, index)
         self.configs = [self.configs[h] for h in heads]
+        self.optimizer_runs = self._runs_of_equal_optimizer_settings(self.configs)
 
 
 @torch.no_grad()
