@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="one line on the machine and its load, written to the markdown summary")
     parser.add_argument("--threads", type=int, help="torch threads for both implementations [torch's default]")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
+    parser.add_argument("--name", default="bench_probes", help="<out>/<name>.json and .md (one name per machine)")
     parser.add_argument("--only", choices=["scene768", "scene9216", "event", "event_components"], action="append")
     args = parser.parse_args(argv)
     if args.threads:
@@ -420,13 +421,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
                       "timings are wall-clock on a shared machine"}
     if not args.quick:
-        target = args.out / "bench_probes.json"
+        target = args.out / f"{args.name}.json"
         previous = json.loads(target.read_text())["rows"] if target.exists() else []
         names = {row["problem"] for row in rows}
         report["rows"] = [row for row in previous if row["problem"] not in names  # older schemas are dropped
                           and ("ours_fp32_s" in row or "ours_epoch_fp32_s" in row)] + rows
         write_json_atomic(target, report)
-        write_markdown(report, args.out / "bench_probes.md")
+        write_markdown(report, args.out / f"{args.name}.md")
     return report
 
 
