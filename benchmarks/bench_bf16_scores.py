@@ -34,9 +34,10 @@ from evaluation.leaderboard.regress import (
     resolve_shared,
 )
 from evaluation.protocol import ProbeConfig
-from evaluation.results import RESULTS_FILENAME, read_results, write_json_atomic, write_text_atomic
+from evaluation.results import RESULTS_FILENAME, read_results, write_json_atomic
 from evaluation.runner import resolve_model, run_eval, run_folder
 from evaluation.taskfolder import TaskFolder
+from hear_atst.atomic import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_WEIGHTS = {  # relative to ../shared

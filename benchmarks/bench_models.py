@@ -28,7 +28,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from evaluation.environment import cpu_model
+from hear_atst.atomic import write_text_atomic
 from hear_atst.registry import MODELS, ModelSpec
 
 PRECISIONS = ("fp32", "bf16")
@@ -203,13 +203,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="registered model names (default: all)")
@@ -253,8 +246,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_gemm_spread": {p: [round(first[p] / 1e9), round(last[p] / 1e9)] for p in PRECISIONS},
         "models": models,
     }
-    write_atomic(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
-    write_atomic(args.out.with_suffix(".md"), markdown(report))
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    write_text_atomic(args.out.with_suffix(".md"), markdown(report))
     return report
 
 

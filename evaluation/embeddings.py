@@ -25,20 +25,18 @@ atomically, so a run killed at any point resumes where it stopped and gives byte
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
 import pickle
 import random
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +46,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evaluation.data import SplitEmbeddings, TaskEmbeddings, frame_labels
 from evaluation.results import write_json_atomic
 from evaluation.taskfolder import METADATA_FILENAME, VOCABULARY_FILENAME, TaskFolder, read_label_vocabulary
+from hear_atst.atomic import atomic_write
 from tasks.audio import read_audio
 
 DONE_MARKER = ".done.embeddings"
@@ -126,22 +125,9 @@ def is_complete(out_dir: Path) -> bool:
 
 # --- writing -----------------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[IO[bytes]]:
-    """A binary handle on a temporary file beside ``path``, moved onto ``path`` only when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with _atomic(path) as handle:
+    with atomic_write(path) as handle:
         np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
 
 
@@ -199,7 +185,7 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
     else:
         write_json_atomic(config_path, config)
     for filename in (METADATA_FILENAME, VOCABULARY_FILENAME, *(f"{s}.json" for s in folder.splits)):
-        with _atomic(out_dir / filename) as handle:
+        with atomic_write(out_dir / filename) as handle:
             handle.write((folder.path / filename).read_bytes())
 
 
@@ -295,7 +281,7 @@ def _finalise(out_dir: Path, folder: TaskFolder, event: bool) -> None:
         dims = [rows, shapes[0][-1]]
         labels: list[Any] = []
         filename_timestamps: list[list[Any]] = []
-        with _atomic(out_dir / f"{split}.embeddings.npy") as handle:  # filled clip by clip: bounded memory
+        with atomic_write(out_dir / f"{split}.embeddings.npy") as handle:  # filled clip by clip: bounded memory
             for name in names:
                 handle.write(np.load(split_dir / f"{name}.embedding.npy", allow_pickle=False).tobytes())
                 clip_labels = json.loads((split_dir / f"{name}.target-labels.json").read_text(encoding="utf-8"))
@@ -306,7 +292,7 @@ def _finalise(out_dir: Path, folder: TaskFolder, event: bool) -> None:
                 else:
                     labels.append(clip_labels)
         write_json_atomic(out_dir / f"{split}.embedding-dimensions.json", dims)
-        with _atomic(out_dir / f"{split}.target-labels.pkl") as handle:
+        with atomic_write(out_dir / f"{split}.target-labels.pkl") as handle:
             pickle.dump(labels, handle)
         if event:
             write_json_atomic(out_dir / f"{split}.filename-timestamps.json", filename_timestamps)

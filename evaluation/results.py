@@ -46,11 +46,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hear_atst.atomic import write_text_atomic
 
 DEFAULT_EMBEDDINGS_DIR = "embeddings"  # the embed stage's output (the HEAR kit's layout), unless told otherwise
 DEFAULT_RESULTS_DIR = "results/runs"  # <model_id>/<task folder>/<run name>/results.json
@@ -61,17 +62,6 @@ EVENTS_SCHEMA = "hear-atst-events/1"
 EVENTS_FILENAME = "test.events.json"
 
 Event = dict[str, Any]  # {"label": str, "start": float ms, "end": float ms}
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write UTF-8 text via a temporary file and ``os.replace``: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        handle.write(text)
-        tmp = Path(handle.name)
-    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600 files; results are meant to be read by others
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

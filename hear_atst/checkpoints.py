@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from hear_atst.atomic import write_bytes_atomic
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -96,20 +97,11 @@ def save_safetensors_file(
     tensors: Mapping[str, Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any]
 ) -> None:
     """Write tensors atomically; metadata values that are not strings are stored as JSON."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
     contiguous = {key: tensor.detach().contiguous() for key, tensor in tensors.items()}
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        tmp = Path(handle.name)
-    try:
-        save_file(contiguous, str(tmp), metadata=meta)
-        os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomic(path, save(contiguous, metadata=meta))
 
 
 def is_safetensors_file(path: str | os.PathLike[str]) -> bool:

@@ -9,18 +9,19 @@ Small on purpose; every other module reads and writes audio through these five f
 - :func:`resample` uses libsoxr "HQ" (the 20-bit precision ffmpeg's ``aresample=resampler=soxr`` uses) and returns
   ``round_half_up(n * sr_out / sr_in)`` samples, the length ffmpeg gives. Unlike ffmpeg it adds no dither, so the
   output is reproducible bit for bit.
-- :func:`write_wav_pcm16` writes mono 16-bit PCM wav atomically (temporary file + ``os.replace``).
+- :func:`write_wav_pcm16` writes mono 16-bit PCM wav atomically (:func:`hear_atst.atomic.atomic_write`).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from hear_atst.atomic import atomic_write
 
 PCM16_SCALE = 32768.0
 
@@ -82,12 +83,5 @@ def write_wav_pcm16(path: str | os.PathLike[str], audio: np.ndarray, sr: int) ->
     if audio.ndim != 1:
         raise ValueError(f"{path}: expected mono audio [n], got shape {audio.shape}")
     samples = audio if audio.dtype == np.int16 else to_pcm16(audio)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, samples, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        sf.write(handle, samples, sr, subtype="PCM_16", format="WAV")

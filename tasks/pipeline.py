@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hear_atst.atomic import write_bytes_atomic
 from tasks.audio import fit_length, read_audio, resample, to_mono, to_pcm16, write_wav_pcm16
 from tasks.download import DOWNLOADS_DIRNAME, locate
 from tasks.hear_rng import array_split, shuffle_rows, shuffled
@@ -52,14 +52,6 @@ class PrepareError(RuntimeError):
 def hear_json(data: Any) -> bytes:
     """``json.dump(data, indent=True)``: 1-space indent, ASCII, no trailing newline."""
     return json.dumps(data, indent=1).encode("ascii")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------------ metadata (§2, §4)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.results import write_text_atomic
+from hear_atst.atomic import write_text_atomic
 
 PUBLISHED_COLUMNS = ("model", "task", "metric", "value", "protocol", "source", "note")
 

@@ -17,7 +17,8 @@ from evaluation.leaderboard import html as html_page
 from evaluation.leaderboard.aggregate import collect_runs, published_for_runs
 from evaluation.leaderboard.published import load_published
 from evaluation.leaderboard.tables import leaderboard_frame, leaderboard_sections, render_markdown
-from evaluation.results import EVENTS_FILENAME, FoldEvents, read_events, write_text_atomic
+from evaluation.results import EVENTS_FILENAME, FoldEvents, read_events
+from hear_atst.atomic import write_text_atomic
 
 Event = dict[str, Any]
 
