@@ -21,6 +21,7 @@ per batch is constant). ``--quick`` runs a tiny version in seconds (used by the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_models import peak_gemm_flops
 from scipy.ndimage import median_filter
 
 from evaluation.data import SplitEmbeddings, TaskEmbeddings, frame_labels
@@ -36,6 +38,7 @@ from evaluation.probes.grid import sample_grid
 from evaluation.protocol import ProbeConfig, evaluate, fold_rotation
 from evaluation.results import write_json_atomic
 from evaluation.scores import get_score, sed_eval_scores
+from hear_atst.atomic import write_text_atomic
 
 # ---------------------------------------------------------------------------------------------- problems
 
@@ -287,6 +290,17 @@ def first_rows(task: TaskEmbeddings, split: str, fraction: float) -> TaskEmbeddi
     return TaskEmbeddings(task.metadata, task.label_vocabulary, splits, task.events)
 
 
+def epoch_gemm_flops(confs: list[dict[str, Any]], n_rows: int, n_in: int, n_out: int) -> int:
+    """FLOPs of the matrix products of one training epoch of every grid point: each layer's forward and weight
+    gradient, and the input gradient of every layer but the first (the embeddings need none)."""
+    total = 0
+    for conf in confs:
+        dims = [n_in] + [conf["hidden_dim"]] * conf["hidden_layers"] + [n_out]
+        for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
+            total += (2 if layer == 0 else 3) * 2 * n_rows * fan_in * fan_out
+    return total
+
+
 def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction: float) -> dict[str, Any]:
     """Full-size DCASE: one training epoch and one validation check, timed on each side, then extrapolated.
 
@@ -296,12 +310,18 @@ def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction:
     every metric with sed_eval; ours post-processes vectorised and scores with the fast scorer. The whole
     grid is extrapolated at the kit's minimum for dcase2016_task2 (210 epochs = 21 checks, when the best
     check is the first) and at its maximum (500 epochs, 50 checks).
+
+    Roofline: the epoch's GEMM FLOPs against the peak GEMM FLOP/s measured in the same run give each side's
+    fraction of peak, and the speed-up over the reference that an implementation running every product at the
+    bf16 peak, with nothing else to do, would reach on this CPU (``ceiling_speedup_bf16``).
     """
     from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
     from evaluation.probes.mlp import HeadConfig
     from evaluation.probes.train import Member, Schedule, train_heads
 
     confs = sample_grid(task.metadata, grid_points)
+    peaks = {precision: peak_gemm_flops(dtype) for precision, dtype in
+             (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     split = fold_rotation(task.metadata)[0]
     part = first_rows(task, "train", reference_fraction)
     start = time.perf_counter()
@@ -340,11 +360,17 @@ def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction:
     select_postprocessing(layout, probs, task.events["valid"], vocabulary, postprocessing_settings(task.metadata),
                           get_score(task.primary_score))
     ours_check = (time.perf_counter() - start) * grid_points
+    flops = epoch_gemm_flops(confs, n_train, x.shape[1], len(vocabulary))
     row: dict[str, Any] = {"problem": "event_full_size_components", "grid_points": grid_points,
                            "reference_fraction": reference_fraction, "reference_epoch_s": reference_epoch,
-                           "reference_check_s": reference_check, "ours_check_s": ours_check}
+                           "reference_check_s": reference_check, "ours_check_s": ours_check,
+                           "epoch_gemm_gflop": flops / 1e9, "peak_fp32_gflops": peaks["fp32"] / 1e9,
+                           "peak_bf16_gflops": peaks["bf16"] / 1e9,
+                           "reference_fraction_of_fp32_peak": flops / reference_epoch / peaks["fp32"],
+                           "ceiling_speedup_bf16": reference_epoch / (flops / peaks["bf16"])}
     for precision in PRECISIONS:
         row[f"ours_epoch_{precision}_s"] = ours_epoch[precision]
+        row[f"ours_{precision}_fraction_of_{precision}_peak"] = flops / ours_epoch[precision] / peaks[precision]
         for label, epochs in (("min", 210), ("max", 500)):
             reference = epochs * reference_epoch + epochs // 10 * reference_check
             ours = epochs * ours_epoch[precision] + epochs // 10 * ours_check
@@ -382,9 +408,18 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                       f"bf16 {row['extrapolated_min_speedup_bf16']:.2f}x; at its maximum (500 epochs, 50 checks): "
                       f"fp32 {row['extrapolated_max_speedup_fp32']:.2f}x, "
                       f"bf16 {row['extrapolated_max_speedup_bf16']:.2f}x"]
+            if "ceiling_speedup_bf16" in row:
+                lines.append(
+                    f"- roofline: one epoch is {row['epoch_gemm_gflop']:.0f} GFLOP of matrix products; peak GEMM in "
+                    f"the same run {row['peak_fp32_gflops']:.0f} GFLOP/s fp32, {row['peak_bf16_gflops']:.0f} "
+                    f"bf16. The kit protocol runs at {row['reference_fraction_of_fp32_peak']:.0%} of the fp32 peak, "
+                    f"ours at {row['ours_fp32_fraction_of_fp32_peak']:.0%} (fp32) and "
+                    f"{row['ours_bf16_fraction_of_bf16_peak']:.0%} of the bf16 peak (bf16). Every product at the "
+                    f"bf16 peak and nothing else would be {row['ceiling_speedup_bf16']:.1f}x the kit protocol: "
+                    "the most any implementation of this protocol can gain on this CPU")
     lines += ["", "Score differences are ours minus the kit protocol (ours shuffles batches; the kit's order is "
               "fixed). Full 500-epoch grids were not run on this CPU: see the epoch cap column.", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
