@@ -46,7 +46,6 @@ VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "nump
 Log = Callable[[str], None]
 
 
-
 def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, options: dict[str, Any] | None = None,
                   precision: str = "fp32", device: str = "cpu") -> ModelSetup:
     """The registered model with its weights file found and hashed (clear errors for unknown names, missing or
