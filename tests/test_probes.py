@@ -208,6 +208,18 @@ def test_dropout_is_per_head_in_training_and_off_in_eval():
         assert dropped == pytest.approx(p + (1 - p) * 0.5, abs=0.03)  # dropout, then ReLU's zeros
 
 
+def test_heads_with_one_dropout_rate_share_one_mask_with_the_same_numbers():
+    configs = [HeadConfig(hidden_layers=1, hidden_dim=64, dropout=0.1, lr=lr) for lr in (1e-3, 1e-4, 1e-3)]
+    bank = MLPBank([MLPBank.init_state(c, 8, 3, seed=i) for i, c in enumerate(configs)])
+    shared = bank._dropout_scale(16, 64, torch.Generator().manual_seed(0))
+    assert shared.shape == (16, 1, 64)
+    bank.keep_probability = torch.full((3,), 0.9)  # the per-head form of the same rates
+    per_head = bank._dropout_scale(16, 64, torch.Generator().manual_seed(0))
+    assert per_head.shape == (16, 3, 64) and torch.equal(per_head, shared.expand(16, 3, 64))
+    bank.keep([0, 2])
+    assert bank.keep_probability.shape == (1,) and [r[1:] for r in bank.optimizer_runs] == [(0, 2)]
+
+
 def test_no_shuffle_keeps_the_row_order_every_epoch():
     for _ in range(3):
         assert [b.tolist() for b in epoch_batches(10, 4, False, None, False)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -184,9 +184,8 @@ class MLPBank:
         families = {state.config.family for state in states}
         if len(families) != 1:
             raise ValueError(f"heads of different architectures cannot share a bank: {sorted(families)}")
-        self.configs = [state.config for state in states]
-        self.optimizer_runs = self._runs_of_equal_optimizer_settings(self.configs)
         self.device = torch.device(device)
+        self._set_configs([state.config for state in states])
         self.dtype = compute_dtype(precision)
         n_layers = len(states[0].weights)
         self.params: list[Tensor] = []
@@ -201,7 +200,6 @@ class MLPBank:
             for layer in range(n_layers - 1) if self.configs[0].hidden_norm == "BatchNorm1d"
         ]
         self.n_layers = n_layers
-        self.keep_probability = torch.tensor([1.0 - c.dropout for c in self.configs], device=self.device)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.step = torch.zeros((), device=self.device)
@@ -266,7 +264,8 @@ class MLPBank:
         return h
 
     def _dropout_scale(self, rows: int, units: int, generator: torch.Generator | None) -> Tensor:
-        """[B, G, H] factors 0 or 1/keep: one uniform draw per (row, unit) shared by the heads."""
+        """Factors 0 or 1/keep, [B, G, H] (or [B, 1, H] when all heads keep alike): one uniform draw per (row, unit)
+        shared by the heads."""
         keep = self.keep_probability[None, :, None]
         uniform = torch.rand((rows, 1, units), generator=generator, device=self.device)
         return (uniform < keep).to(torch.float32) / keep
@@ -298,6 +297,15 @@ class MLPBank:
                                weight_decay=weight_decay, eps=ADAM_EPS, amsgrad=False, maximize=False)
         for param in self.params:
             param.grad = None
+
+    def _set_configs(self, configs: list[HeadConfig]) -> None:
+        """The heads' configs and what follows from them: Adam runs and dropout keep probabilities."""
+        self.configs = configs
+        self.optimizer_runs = self._runs_of_equal_optimizer_settings(configs)
+        keeps = [1.0 - config.dropout for config in configs]
+        if len(set(keeps)) == 1:  # the kit's grid: one rate, so one [B, 1, H] mask serves every head
+            keeps = keeps[:1]
+        self.keep_probability = torch.tensor(keeps, device=self.device)
 
     @staticmethod
     def _runs_of_equal_optimizer_settings(configs: Sequence[HeadConfig]) -> list[tuple[tuple[float, float], int, int]]:
@@ -335,9 +343,7 @@ class MLPBank:
                 self.exp_avg[i] = self.exp_avg[i].index_select(0, index)
                 self.exp_avg_sq[i] = self.exp_avg_sq[i].index_select(0, index)
             self.running = [[t.index_select(0, index) for t in pair] for pair in self.running]
-        self.keep_probability = self.keep_probability.index_select(0, index)
-        self.configs = [self.configs[h] for h in heads]
-        self.optimizer_runs = self._runs_of_equal_optimizer_settings(self.configs)
+        self._set_configs([self.configs[h] for h in heads])
 
 
 @torch.no_grad()
