@@ -16,7 +16,8 @@ import typer
 
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.registry import parse_model_options
-from tasks.registry import DEFAULT_TASKS_DIR, TASKS_DIR_ENV, default_tasks_dir
+from tasks.commands import TASKS_DIR_HELP
+from tasks.registry import default_tasks_dir
 
 USAGE_ERROR = 2
 T = TypeVar("T")
@@ -63,7 +64,7 @@ WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Checkpoint f
 OptionsOpt = Annotated[list[str] | None, typer.Option(
     "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")]
 TasksDirOpt = Annotated[Path | None, typer.Option(
-    "--tasks-dir", help=f"Folder of HEAR task folders [default: ${TASKS_DIR_ENV} or ./{DEFAULT_TASKS_DIR}].")]
+    "--tasks-dir", help=TASKS_DIR_HELP)]
 EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model and the probes.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]

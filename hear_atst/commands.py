@@ -60,20 +60,22 @@ def validate(
     model_option: Annotated[list[str] | None, typer.Option(
         "--model-option", help="KEY=VALUE passed to load_model (VALUE parsed as JSON when valid), repeatable.")] = None,
     long_seconds: Annotated[float | None, typer.Option(
-        "--long-seconds", help="Length of the long-audio check, at least 60 s [default: 1200, HEAR's 20 minutes].")
+        "--long-seconds", help="Length of the long-audio check, at least 60 s (default: 1200, HEAR's 20 minutes).")
     ] = None,
 ) -> None:
     """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
-    from hear_atst.validate import validate_module
+    from hear_atst.validate import LONG_SECONDS, MIN_LONG_SECONDS, validate_module
 
+    long_seconds = LONG_SECONDS if long_seconds is None else long_seconds
     try:
         options = parse_model_options(model_option)
-        if long_seconds is not None:
-            options["long_seconds"] = long_seconds
-        results = validate_module(module, weights, **options)
+        if long_seconds < MIN_LONG_SECONDS:
+            raise ValueError(f"--long-seconds {long_seconds:g}: the long-audio check needs at least "
+                             f"{MIN_LONG_SECONDS:g} s")
     except ValueError as error:
         Console(stderr=True).print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
+    results = validate_module(module, weights, long_seconds=long_seconds, **options)
     table = Table(title=f"hear-atst validate {module}")
     for column in ("check", "status", "detail"):
         table.add_column(column, overflow="fold")

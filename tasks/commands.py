@@ -23,8 +23,9 @@ from tasks.registry import (
     read_task_metadata,
 )
 
-TASKS_DIR_OPTION = typer.Option(
-    None, "--tasks-dir", help=f"Folder of HEAR task folders [default: ${TASKS_DIR_ENV} or ./{DEFAULT_TASKS_DIR}].")
+# Parentheses, not brackets: rich would take "[default: ...]" for markup and drop it.
+TASKS_DIR_HELP = f"Folder of HEAR task folders (default: ${TASKS_DIR_ENV}, else ./{DEFAULT_TASKS_DIR})."
+TASKS_DIR_OPTION = typer.Option(None, "--tasks-dir", help=TASKS_DIR_HELP)
 TASK_ARGUMENT = typer.Argument(..., help="Registered task name or alias (see `hear-atst tasks`).")
 SOURCE_OPTION = typer.Option(None, "--source", help="Official download: unpacked folder or archive(s).")
 RATES_OPTION = typer.Option("16000", "--sample-rates", help="Comma-separated HEAR sample rates.")

@@ -40,3 +40,10 @@ def test_command_help_without_heavy_imports(command: str) -> None:
     result = run_cli(command, "--help")
     assert result["exit_code"] == 0, result["output"]
     assert "Usage:" in result["output"] and result["heavy"] == []
+
+
+@pytest.mark.parametrize("command", ["tasks", "prepare", "embed", "eval"])
+def test_every_task_folder_command_names_the_same_default(command: str) -> None:
+    # rich reads "[default: ...]" as markup and drops it: the default must survive into the printed help
+    output = " ".join(run_cli(command, "--help")["output"].replace("│", " ").split())
+    assert "(default: $HEAR_ATST_TASKS, else ./tasks_data)" in output

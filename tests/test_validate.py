@@ -10,7 +10,7 @@ from atst_helpers import write_c2f_checkpoint
 from typer.testing import CliRunner
 
 from hear_atst.commands import validate
-from hear_atst.validate import validate_module
+from hear_atst.validate import LONG_SECONDS, MIN_LONG_SECONDS, validate_module
 
 CHECKS = {"api", "model-type", "sample-rate", "scene_embedding_size", "timestamp_embedding_size", "eval-mode",
           "shapes", "spacing", "hop<=50ms", "first-centre", "grid", "centring", "long-audio-memory",
@@ -149,3 +149,8 @@ def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypa
     bad_option = runner.invoke(app, ["validate", "mel", "--model-option", "precision=fp16",
                                      "--long-seconds", "60"])
     assert bad_option.exit_code == 1 and "precision='fp16'" in bad_option.output
+    too_short = runner.invoke(app, ["validate", "mel", "--long-seconds", "30"])
+    assert too_short.exit_code == 2 and "at least 60 s" in too_short.output
+    usage = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"}).output
+    usage = " ".join(usage.replace("│", " ").split())  # rich wraps help text inside a box
+    assert f"at least {MIN_LONG_SECONDS:g} s" in usage and f"(default: {LONG_SECONDS:g}," in usage
