@@ -45,7 +45,7 @@ class ProbeConfig:
     """How to probe. ``shuffle=False`` reproduces the kit's never-shuffled training batches."""
 
     protocol: str = "hear"  # "hear" | "linear"
-    seeds: list[int] = field(default_factory=lambda: [42])
+    seeds: list[int] = field(default_factory=lambda: [0])
     shuffle: bool = True
     grid_points: int = 8
     grid: str = "default"  # the kit's "default" | "fast" | "faster"
@@ -426,15 +426,16 @@ def _aggregate(fold_results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample std (ddof=1) and 95 % Student-t interval of the finite values."""
-    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    n = len(finite)
+    """Mean, sample std (ddof=1) and 95 % Student-t interval of the values that are not NaN. An infinite value
+    (``d_prime`` of a perfect fold) makes the mean infinite and the std and interval NaN, as in ``_aggregate``."""
+    present = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    n = len(present)
     if n == 0:
         return {"mean": math.nan, "std": math.nan, "ci95": [math.nan, math.nan], "n": 0}
-    mean = float(finite.mean())
-    if n == 1:
-        return {"mean": mean, "std": math.nan, "ci95": [math.nan, math.nan], "n": 1}
-    std = float(finite.std(ddof=1))
+    mean = float(present.mean())
+    if n == 1 or not math.isfinite(mean):
+        return {"mean": mean, "std": math.nan, "ci95": [math.nan, math.nan], "n": n}
+    std = float(present.std(ddof=1))
     half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 

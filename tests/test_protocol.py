@@ -37,6 +37,14 @@ def test_summary_is_mean_sample_std_and_t_interval():
     assert math.isnan(summarize([0.5])["std"]) and summarize([0.5])["n"] == 1
 
 
+def test_summary_skips_nan_but_keeps_an_infinite_fold():
+    """A perfect fold's d_prime is inf: dropping it would pull the mean down; NaN folds are skipped."""
+    assert summarize([1.0, math.nan, 3.0])["mean"] == 2.0 and summarize([1.0, math.nan, 3.0])["n"] == 2
+    summary = summarize([1.0, math.inf, 3.0])
+    assert summary["mean"] == math.inf and summary["n"] == 3
+    assert math.isnan(summary["std"]) and all(math.isnan(v) for v in summary["ci95"])
+
+
 @pytest.fixture(scope="module")
 def esc_result(data_dir):
     return evaluate(esc10_task(data_dir), ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))

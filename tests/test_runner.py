@@ -249,6 +249,26 @@ def test_broken_task_folder_lists_its_problems(spoken_digit_task: Path, tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def test_bad_model_options_are_one_clear_message(esc10_task: Path, fixtures_dir: Path):
+    tasks = str(esc10_task.parent)
+    code, _, stderr = invoke("eval", "--model", "mel", "--task", "esc50", "--tasks-dir", tasks,
+                             "--model-option", "blocks=1")
+    assert code == 2 and stderr.strip() == "error: model mel has no option blocks; its options are: none"
+    code, _, stderr = invoke("embed", "--model", "atst_frame", "--task", "esc50", "--tasks-dir", tasks,
+                             "--model-option", "precision=bf16", "--model-option", "random_weights=true")
+    assert code == 2 and stderr.strip() == (
+        "error: set the model's precision with --precision, not --model-option precision=...")
+    code, _, stderr = invoke("eval", "--model", "asit", "--task", "esc50", "--tasks-dir", tasks,
+                             "--model-option", "size=base", "--model-option", "blocs=2")
+    assert code == 2 and stderr.strip() == (
+        "error: model asit has no option blocs, size; its options are: blocks, random_weights, sample_rate")
+    weights = fixtures_dir / "atst_frame_lightning.ckpt"
+    code, _, stderr = invoke("eval", "--model", "atst_frame", "--task", "esc50", "--tasks-dir", tasks,
+                             "--weights", str(weights), "--model-option", "random_weights=true")
+    assert code == 2 and stderr.strip() == (
+        f"error: --weights {weights} and random_weights=true exclude each other: drop one")
+
+
 def test_model_options_parse_json_values():
     assert parse_model_options(["blocks=1", "name=base", "layers=[1, 12]", "random_weights=true", "x=1e-3"]) == {
         "blocks": 1, "name": "base", "layers": [1, 12], "random_weights": True, "x": 1e-3}

@@ -8,7 +8,9 @@ epochs); the test uses the best checkpoint. ``epoch`` is reported 0-based, as th
 
 Differences from the kit, deliberate and tested: training rows are reshuffled every epoch unless
 ``shuffle=False`` (the kit never shuffles: its shuffle test compares a list with the string "train");
-a NaN monitored value counts as no improvement (Lightning would stop the run); a final batch of one row is
+a NaN monitored value counts as the worst value (-inf when maximising), as Lightning's ModelCheckpoint records it,
+so a head whose every check is NaN keeps its first checked state (Lightning's EarlyStopping would also stop the
+run there; here it trains on, and a later finite value improves on it); a final batch of one row is
 dropped when heads have BatchNorm (Lightning would crash); heads sharing a bank see the same batch order.
 """
 
@@ -77,8 +79,6 @@ def epoch_batches(n_rows: int, batch_size: int, shuffle: bool, generator: torch.
 
 
 def _improved(value: float, best: float, maximize: bool) -> bool:
-    if math.isnan(value):
-        return False
     return value > best if maximize else value < best
 
 
@@ -149,8 +149,10 @@ class _BankRun:
             member_index = self.live[head]
             value, extra = self.members[member_index].validate(probabilities, logits)
             self.history[member_index].append((epoch, value))
+            if math.isnan(value):
+                value = -math.inf if self.schedule.maximize else math.inf
             best = self.best[member_index]
-            if not math.isnan(value) and (best is None or _improved(value, best.best_value, self.schedule.maximize)):
+            if best is None or _improved(value, best.best_value, self.schedule.maximize):
                 self.best[member_index] = Trained(self.bank.export(head), value, epoch, extra, epoch + 1)
                 self.wait[member_index] = 0
             else:
@@ -168,9 +170,8 @@ class _BankRun:
     def _finish(self, member_index: int, epochs_run: int) -> None:
         best = self.best[member_index]
         if best is None:
-            raise ValueError(
-                f"head {self.members[member_index].config} never produced a finite validation value"
-            )
+            raise ValueError(f"head {self.members[member_index].config} was never validated: max_epochs "
+                             f"{self.schedule.max_epochs} < one check every {self.schedule.check_every} epochs")
         best.epochs_run = epochs_run
         best.history = self.history[member_index]
         self.done[member_index] = best
