@@ -16,7 +16,9 @@ Differences from the kit, on purpose: the clip list is sorted before the shuffle
 listing, whose order depends on the file system), so the row order is reproducible; the event slug is
 ``<split>/<file>`` relative to the task folder (the kit writes the path it was given; readers keep only the file
 name); the weights file's short sha256 and a non-default precision join the model options in the folder name, and
-``embedding-config.json`` records the identity, which must match when a folder is reused.
+``embedding-config.json`` records the identity (model, options, precision, weights hash, task folder name and a
+hash of its metadata, vocabulary and split files), which must match when a folder is reused; the frame-label rule
+is ``start <= t < end`` (the kit's interval tree uses ``end + 0.0001``, :func:`evaluation.data.frame_labels`).
 
 Clips of equal length are batched up to ``batch_seconds`` of audio (a longer clip goes alone; the HEAR modules
 chunk long audio internally). The batch plan depends only on the task, and every per-clip file is written
@@ -25,6 +27,7 @@ atomically, so a run killed at any point resumes where it stopped and gives byte
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -52,10 +55,11 @@ from tasks.audio import read_audio
 DONE_MARKER = ".done.embeddings"
 CONFIG_FILENAME = "embedding-config.json"
 PROFILE_FILENAME = "profile.embeddings.json"
-IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "task_folder")
+IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "task_folder", "task_files_sha256")
 DEFAULT_BATCH_SECONDS = 80.0  # ~ the kit's 0.7 * 120 s budget at 16 kHz (hear_eval.md §3.1)
 SHUFFLE_SEED = 0
 RESULTS_HASH_CHARS = 8  # weights sha256 prefix in a results folder name (model_id)
+EMBEDDINGS_HASH_CHARS = 12  # ... and in an embeddings folder name
 
 
 class EmbeddingCacheError(ValueError):
@@ -89,13 +93,14 @@ class ModelSetup:
     def embeddings_dirname(self) -> str:
         """The kit's embeddings folder name ``<module><-k=v ...>``, plus ``-weights=<sha256[:12]>`` when a weights
         file is used, so embeddings of two checkpoints never share a folder."""
-        weights = {"weights": self.weights_sha256[:12]} if self.weights_sha256 else {}
+        weights = {"weights": self.weights_sha256[:EMBEDDINGS_HASH_CHARS]} if self.weights_sha256 else {}
         return self.module + options_suffix({**self._name_options(), **weights})
 
     def identity(self, folder: TaskFolder) -> dict[str, Any]:
         """What must match for cached embeddings to be reused (the sample rate follows from these)."""
         return {"module": self.module, "options": self.options, "precision": self.precision,
-                "weights_sha256": self.weights_sha256, "task_folder": folder.name}
+                "weights_sha256": self.weights_sha256, "task_folder": folder.name,
+                "task_files_sha256": task_files_sha256(folder)}
 
     def load(self) -> tuple[ModuleType, torch.nn.Module]:
         """The HEAR module and its model, in eval mode on ``device``."""
@@ -103,6 +108,20 @@ class ModelSetup:
         weights = str(self.weights) if self.weights else None
         model = module.load_model(weights, precision=self.precision, **self.options)
         return module, model.to(self.device).eval()
+
+
+def task_files(folder: TaskFolder) -> list[str]:
+    """The task's description files, copied beside its embeddings: metadata, label vocabulary, split lists."""
+    return [METADATA_FILENAME, VOCABULARY_FILENAME, *(f"{split}.json" for split in folder.splits)]
+
+
+def task_files_sha256(folder: TaskFolder) -> str:
+    """SHA-256 over the names and bytes of :func:`task_files`: a folder rebuilt with other clips or labels no
+    longer matches embeddings cached under the same folder name (the audio itself is not read)."""
+    digest = hashlib.sha256()
+    for filename in task_files(folder):
+        digest.update(filename.encode() + b"\0" + (folder.path / filename).read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def options_suffix(options: dict[str, Any]) -> str:
@@ -184,7 +203,7 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
         )
     else:
         write_json_atomic(config_path, config)
-    for filename in (METADATA_FILENAME, VOCABULARY_FILENAME, *(f"{s}.json" for s in folder.splits)):
+    for filename in task_files(folder):
         with atomic_write(out_dir / filename) as handle:
             handle.write((folder.path / filename).read_bytes())
 

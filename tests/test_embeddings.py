@@ -300,6 +300,22 @@ def test_a_cache_of_another_identity_is_never_reused(digit_embeddings: Path, spo
         embed_task(mel_setup, folder, root, progress=False)
 
 
+def test_a_task_folder_rebuilt_under_the_same_name_does_not_reuse_the_cache(
+        digit_embeddings: Path, spoken_digit_task: Path, mel_setup: ModelSetup, tmp_path: Path):
+    """Same folder name, one label changed in a split file: the cached embeddings are refused, naming the hash."""
+    root = tmp_path / "emb"
+    Path(shutil.copytree(digit_embeddings, root / digit_embeddings.parent.name / digit_embeddings.name))
+    rebuilt = Path(shutil.copytree(spoken_digit_task, tmp_path / "tasks" / spoken_digit_task.name))
+    assert embed_task(mel_setup, TaskFolder.load(rebuilt), root, progress=False)  # identical copy: reused
+    split = rebuilt / "fold00.json"
+    labels = json.loads(split.read_text())
+    first = sorted(labels)[0]
+    labels[first] = [next(v for v in ("0", "1") if [v] != labels[first])]
+    split.write_text(json.dumps(labels))
+    with pytest.raises(EmbeddingCacheError, match=r"task_files_sha256: cached '[0-9a-f]{64}', now '[0-9a-f]{64}'"):
+        embed_task(mel_setup, TaskFolder.load(rebuilt), root, progress=False)
+
+
 def test_model_options_and_weights_name_separate_caches(spoken_digit_task: Path, fixtures_dir: Path,
                                                         tmp_path: Path):
     """``--model-option blocks=N`` reaches load_model and, with the weights' hash, names the cache folder."""
