@@ -12,7 +12,9 @@ Recipe (design: /shared/docs/asit.md §4; the authors released no embedding code
   zero-padded to one frame.
 - **Timestamp embeddings**: patch tokens averaged over the 8 frequency tokens, one per 160 ms; timestamp = token
   centre ``160 i + 87.5`` ms. Only tokens whose centre lies inside the audio are returned (at least one), so
-  tokens made of padding are dropped and the last timestamp never exceeds the clip length.
+  tokens made of padding are dropped and the last timestamp never exceeds the clip length: a clip shorter than
+  87.5 ms gives one token, timestamped at the clip's midpoint (the short-clip rule of
+  :func:`hear_atst.hear_api.centred_timestamps`).
 - **Scene embedding**: ``[CLS ‖ mean of the returned patch tokens]`` (1536-d for ViT-B), averaged over chunks with
   weights = the chunk's real (unpadded) fbank frames.
 - ``blocks``: ``n`` = the last ``n`` blocks (default 1, the last) or a list of 0-based block indices, each after
@@ -90,7 +92,7 @@ class AsitHear(HearModel):
         tokens, _ = self._embed(audio)
         hop_ms = 1000.0 * self.token_hop / self.sample_rate
         centre_ms = 1000.0 * self.token_centre / self.sample_rate
-        return tokens, centred_timestamps(tokens.shape[1], hop_ms, centre_ms, tokens.shape[0], tokens.device)
+        return tokens, centred_timestamps(tokens.shape[1], hop_ms, centre_ms, audio, self.sample_rate)
 
     def scene_embeddings(self, audio: Tensor) -> Tensor:
         return self._embed(audio)[1]

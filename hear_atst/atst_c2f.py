@@ -7,6 +7,14 @@ authors' coarse-to-fine distillation, ``module_distill*.py``), so it runs exactl
 - timestamp embeddings: the last block's token vectors (768 for base);
 - scene embeddings: their mean over the clip's tokens.
 
+Up to 10 s this is the C2F recipe exactly: for clips of at most 1003 frames (10.02 s) both outputs equal
+``get_intermediate_layers`` on the whole clip, which is also what the other-task recipe (``module_distill_other.py``)
+computes there (one chunk). Beyond, deliberately: the AS-2M recipe (``module_distill.py``) sees one 10 s crop, and the
+other-task recipe crops the clip centrally to 12 s and chunks it as ATST-Frame's linear evaluation (1001-frame
+chunks, ``cur_len`` clipped to the chunk, a chunk encoded only when ``end > start + 20`` frames, a later chunk counted
+only when ``cur_len > 500`` frames), so only the first 10 s of its crop count; here 1000-frame windows cover the
+whole clip and the scene embedding is the mean over all of its tokens.
+
 No checkpoint has been released; :func:`load_model` reads the student of a distillation archive
 (``model.student.*``), a frame-level C2F fine-tune, or a converted file. Options as :mod:`hear_atst.atst_frame`
 (``blocks`` default 1).

@@ -3,13 +3,15 @@
 Token grid. Mel frame ``j`` is centred on sample ``160 j`` (10 j ms, centred STFT) and token ``i`` is the 64x4 patch
 of frames ``4i .. 4i+3``, whose centres are ``40i, 40i+10, 40i+20, 40i+30`` ms; its support (the samples those four
 64 ms windows read) is ``[40i - 32, 40i + 62)`` ms, so a token is centred at ``40 i + 15`` ms (the grid of
-:mod:`hear_atst.mel`). The last token's centre never passes the end of the audio: ``N // 160 >= 4P - 1``.
+:mod:`hear_atst.mel`). The last token's centre never passes the end of the audio (``N // 160 >= 4P - 1``), except
+in clips shorter than 240 samples (15 ms): zero-padded to one token, that token is timestamped at the clip's
+midpoint (the short-clip rule of :func:`hear_atst.hear_api.centred_timestamps`).
 
 No drift. The log-mel of the whole clip is computed once (block-wise, :class:`ATSTLogMel`) and cut into windows of
-whole tokens (``4 * window_tokens`` frames); the trailing ``T % 4`` frames of the *clip* are the only frames
-dropped, so token ``i`` of a 20-minute clip is exactly the patch of frames ``4i .. 4i+3``. (The authors'
-``embedding.py`` cuts 1001-frame chunks, which drops one frame per chunk and shifts chunk ``k`` by ``10 k`` ms; the
-windows here deliberately differ from it after the first 1000 frames.)
+whole tokens (``4 * window_tokens`` frames, chosen per model and output); the trailing ``T % 4`` frames of the
+*clip* are the only frames dropped, so token ``i`` of a 20-minute clip is exactly the patch of frames ``4i .. 4i+3``.
+(The authors' ``embedding.py`` cuts 1001-frame chunks, which drops one frame per chunk and shifts chunk ``k`` by
+``10 k`` ms; the windows here deliberately differ from it after the first 1000 frames.)
 
 Bounded memory. Windows of one batch are encoded together in groups of at most :data:`MAX_WINDOW_ROWS` rows
 (clips x windows), so 20 minutes of audio costs the mel, the outputs and one group's activations.
@@ -63,17 +65,14 @@ def load_atst_encoder(
 
 
 class ATSTHearModel(HearModel):
-    """An ATST encoder behind the HEAR API: the front-end, the encoder and the window length in tokens."""
+    """An ATST encoder behind the HEAR API: the front-end and the encoder."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, encoder: ATSTEncoder, window_tokens: int, precision: str) -> None:
+    def __init__(self, encoder: ATSTEncoder, precision: str) -> None:
         super().__init__(precision)
-        if not 1 <= window_tokens <= encoder.max_patches:
-            raise ValueError(f"window_tokens={window_tokens}: the encoder takes 1..{encoder.max_patches} patches")
         self.frontend = ATSTLogMel()
         self.encoder = encoder
-        self.window_tokens = window_tokens
         if precision == "bf16":
             cast_linear_weights(encoder, torch.bfloat16)
 
@@ -91,9 +90,9 @@ class ATSTHearModel(HearModel):
         with torch.autocast(device_type=audio.device.type, enabled=False):
             return self.frontend(audio)
 
-    def windows(self, mel: Tensor, blocks: Sequence[int]) -> Iterator[tuple[int, list[Tensor]]]:
-        """:func:`encode_windows` of ``mel`` with this model's window length."""
-        return encode_windows(self.encoder, mel, self.window_tokens, blocks)
+    def windows(self, mel: Tensor, window_tokens: int, blocks: Sequence[int]) -> Iterator[tuple[int, list[Tensor]]]:
+        """:func:`encode_windows` of ``mel`` with this model's encoder."""
+        return encode_windows(self.encoder, mel, window_tokens, blocks)
 
 
 def cast_linear_weights(module: nn.Module, dtype: torch.dtype) -> None:
@@ -113,6 +112,8 @@ def encode_windows(
     Yields ``(first_token, outputs)`` per window in time order, ``outputs`` = per block ``[B, n_cls + n, D]``
     (:meth:`ATSTEncoder.forward_blocks`). Full windows are batched in groups of at most :data:`MAX_WINDOW_ROWS` rows.
     """
+    if not 1 <= window_tokens <= encoder.max_patches:
+        raise ValueError(f"window_tokens={window_tokens}: the encoder takes 1..{encoder.max_patches} patches")
     batch = mel.shape[0]
     n_tokens = mel.shape[-1] // PATCH_FRAMES
     starts = range(0, n_tokens, window_tokens)

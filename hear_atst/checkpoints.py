@@ -61,13 +61,16 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
                 # Legacy (non-zip) torch files cannot be memory-mapped.
                 return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "Weights only load failed" in str(error) or "Unsupported global" in str(error):
+        message = str(error).strip()
+        if "Weights only load failed" in message or "Unsupported global" in message:
             raise CheckpointError(
                 f"{path}: refused to unpickle it: the file contains Python objects outside the allowlist "
                 f"(tensors, numpy scalars/dtypes, argparse.Namespace). Detail: {_unsupported_global(error)}"
             ) from None
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {reason}") from None
+        detail = type(error).__name__ + (f": {message.splitlines()[0]}" if message else "")
+        raise CheckpointError(
+            f"{path}: not a torch checkpoint, or a truncated or corrupt one (torch.load raised {detail})"
+        ) from None
 
 
 def _unsupported_global(error: Exception) -> str:

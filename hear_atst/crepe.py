@@ -43,7 +43,7 @@ class CrepeHear(HearModel):
     def timestamp_embeddings(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         embeddings = self.frame_embeddings(audio, TIMESTAMP_HOP)
         hop_ms = 1000.0 * TIMESTAMP_HOP / self.sample_rate
-        return embeddings, centred_timestamps(embeddings.shape[1], hop_ms, 0.0, audio.shape[0], audio.device)
+        return embeddings, centred_timestamps(embeddings.shape[1], hop_ms, 0.0, audio, self.sample_rate)
 
     def scene_embeddings(self, audio: Tensor) -> Tensor:
         return self.frame_embeddings(audio, SCENE_HOP).mean(dim=1)

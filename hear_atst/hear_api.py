@@ -84,9 +84,20 @@ def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     return embeddings.float()
 
 
-def centred_timestamps(n_frames: int, hop_ms: float, first_centre_ms: float, n_sounds: int,
-                       device: torch.device | None = None) -> Tensor:
-    """``first_centre_ms + i * hop_ms`` for i in 0..n_frames-1, repeated for each sound (float64 math, no drift)."""
-    steps = torch.arange(n_frames, dtype=torch.float64, device=device)
+def centred_timestamps(n_frames: int, hop_ms: float, first_centre_ms: float, audio: Tensor,
+                       sample_rate: int) -> Tensor:
+    """``first_centre_ms + i * hop_ms`` for i in 0..n_frames-1, repeated for each sound of ``audio`` ``[B, N]``
+    (float64 math, no drift).
+
+    Short-clip rule: a clip shorter than ``first_centre_ms`` (zero-padded by the model to one frame) has a single
+    frame, timestamped at the clip's midpoint, so every timestamp lies inside the audio (hear-validator errors when
+    one is after its end).
+    """
+    duration_ms = 1000.0 * audio.shape[-1] / sample_rate
+    if first_centre_ms > duration_ms:
+        if n_frames != 1:
+            raise ValueError(f"{n_frames} frames for a {duration_ms:g} ms clip shorter than the first centre")
+        first_centre_ms = duration_ms / 2
+    steps = torch.arange(n_frames, dtype=torch.float64, device=audio.device)
     times = (first_centre_ms + steps * hop_ms).to(torch.float32)
-    return times.unsqueeze(0).expand(n_sounds, n_frames).contiguous()
+    return times.unsqueeze(0).expand(audio.shape[0], n_frames).contiguous()

@@ -5,7 +5,9 @@ It is the ATST front-end with no encoder, so it measures what the encoders add:
   token grid of ATST-Frame (token ``i`` covers frames ``4i..4i+3``, centred at ``40 i + 15`` ms; trailing
   ``T % 4`` frames are dropped as the encoders drop them);
 - scene embeddings: the mean and the standard deviation of every 10 ms frame, 128 values.
-Audio shorter than 513 samples is zero-padded at the end (the STFT's reflect padding needs it).
+Audio shorter than 513 samples is zero-padded at the end (the STFT's reflect padding needs it); a clip shorter
+than 240 samples (15 ms, before the first token's centre) gives one token, timestamped at the clip's midpoint (the
+short-clip rule of :func:`hear_atst.hear_api.centred_timestamps`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class LogMelBaseline(HearModel):
         frames = self._frames(audio)
         n_tokens = frames.shape[1] // FRAMES_PER_TOKEN
         tokens = frames[:, : n_tokens * FRAMES_PER_TOKEN].reshape(audio.shape[0], n_tokens, FRAMES_PER_TOKEN, N_MELS)
-        timestamps = centred_timestamps(n_tokens, TOKEN_HOP_MS, TOKEN_FIRST_CENTRE_MS, audio.shape[0], audio.device)
+        timestamps = centred_timestamps(n_tokens, TOKEN_HOP_MS, TOKEN_FIRST_CENTRE_MS, audio, self.sample_rate)
         return tokens.mean(dim=2), timestamps
 
     def scene_embeddings(self, audio: Tensor) -> Tensor:

@@ -243,17 +243,21 @@ def test_deterministic(model, speech):
 
 @pytest.mark.parametrize(
     ("n_samples", "n_tokens"),
-    [(1, 1), (399, 1), (400, 1), (1400, 1), (3959, 1), (3960, 2), (94960, 37), (96119, 37), (96120, 38)],
+    [(1, 1), (100, 1), (239, 1), (399, 1), (400, 1), (1399, 1), (1400, 1), (3959, 1), (3960, 2), (94960, 37),
+     (96119, 37), (96120, 38)],
 )
 def test_any_length_gives_centred_tokens_inside_the_clip(model, n_samples, n_tokens):
+    """Token centres ``160 i + 87.5`` ms inside the clip; a clip shorter than 87.5 ms (1400 samples) gets one token,
+    timestamped at its midpoint."""
     audio = torch.rand(2, n_samples, generator=torch.Generator().manual_seed(n_samples)) * 2 - 1
     embeddings, timestamps = asit.get_timestamp_embeddings(audio, model)
     scene = asit.get_scene_embeddings(audio, model)
     assert embeddings.shape == (2, n_tokens, model.timestamp_embedding_size)
     assert scene.shape == (2, model.scene_embedding_size) and bool(torch.isfinite(scene).all())
-    torch.testing.assert_close(timestamps[0], 87.5 + 160.0 * torch.arange(n_tokens), atol=0, rtol=0)
-    if n_samples >= 1400:  # clips shorter than one token centre (87.5 ms) still get one token
-        assert float(timestamps.max()) <= 1000 * n_samples / 16000
+    duration_ms = 1000 * n_samples / 16000
+    expected = torch.tensor([duration_ms / 2]) if n_samples < 1400 else 87.5 + 160.0 * torch.arange(n_tokens)
+    torch.testing.assert_close(timestamps, expected.float().expand(2, -1), atol=0, rtol=0)
+    assert 0 < float(timestamps.max()) <= duration_ms
 
 
 def test_twenty_minutes_in_bounded_chunk_groups(model, monkeypatch):

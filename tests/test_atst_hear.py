@@ -118,9 +118,22 @@ def test_clip_equals_reference_on_one_chunk(fx, fixtures_dir, checkpoint):
         assert torch.equal(timestamps[0], centres(embeddings.shape[1]))
 
 
+@pytest.mark.parametrize("checkpoint", ["atst_clip_lightning.ckpt", "atst_clip_dino.ckpt"])
+def test_clip_timestamps_of_a_9_97_s_clip_are_one_pass_over_the_whole_clip(fx, fixtures_dir, checkpoint):
+    """998 frames = 249 tokens, more than one 6 s scene window: the timestamp embedding is the authors' frame-level
+    use of ATST-Clip, get_intermediate_layers(x, length, 1) on the whole (<= 10 s) clip without the CLS token."""
+    model = atst_clip.load_model(str(fixtures_dir / checkpoint))
+    expected = fx["expected_atst_clip"]["multi_chunk"]["a_9p97s"]["intermediate_n1"][:, 1:]
+    embeddings, timestamps = atst_clip.get_timestamp_embeddings(audio_of(fx, "a_9p97s"), model)
+    assert embeddings.shape == expected.shape == (1, 249, 192)
+    torch.testing.assert_close(embeddings, expected, atol=ATOL, rtol=0)
+    assert torch.equal(timestamps[0], centres(249))
+
+
 def test_clip_long_input_pools_windows_as_documented(fx, fixtures_dir):
-    """1311 frames -> windows of 600, 600, 108 frames (150, 150, 27 tokens): CLS part = token-weighted mean of the
-    windows' CLS tokens, mean part = mean over all 327 tokens; timestamps = the windows' patch tokens in order."""
+    """1311 frames -> scene windows of 600, 600, 108 frames (150, 150, 27 tokens): CLS part = token-weighted mean of
+    the windows' CLS tokens, mean part = mean over all 327 tokens; timestamps = the patch tokens of 10 s windows
+    (1000 + 308 frames: 250 + 77 tokens) in order."""
     model = atst_clip.load_model(str(fixtures_dir / "atst_clip_lightning.ckpt"))
     mel = fx["atst_mel"]["a_13p10s"].unsqueeze(0)
     windows = [model.encoder.forward_blocks(mel[..., a:b], None, [0, 1]) for a, b in ((0, 600), (600, 1200),
@@ -130,8 +143,10 @@ def test_clip_long_input_pools_windows_as_documented(fx, fixtures_dir):
     means = [sum(w[b][:, 1:].sum(dim=1) for w in windows) / (327 + 1e-6) for b in (0, 1)]
     scene = atst_clip.get_scene_embeddings(audio_of(fx, "a_13p10s"), model)
     torch.testing.assert_close(scene, torch.cat(cls + means, dim=-1), atol=ATOL, rtol=0)
-    embeddings, _ = atst_clip.get_timestamp_embeddings(audio_of(fx, "a_13p10s"), model)
-    torch.testing.assert_close(embeddings, torch.cat([w[1][:, 1:] for w in windows], dim=1), atol=ATOL, rtol=0)
+    embeddings, timestamps = atst_clip.get_timestamp_embeddings(audio_of(fx, "a_13p10s"), model)
+    ten_s = [model.encoder.forward_blocks(mel[..., a:b], None, [1])[0][:, 1:] for a, b in ((0, 1000), (1000, 1308))]
+    torch.testing.assert_close(embeddings, torch.cat(ten_s, dim=1), atol=ATOL, rtol=0)
+    assert torch.equal(timestamps[0], centres(327))
     # The reference's chunk-averaging quirk is not reproduced (documented deviation):
     assert (scene - fx["expected_atst_clip"]["multi_chunk"]["a_13p10s"]["chunks_n2"]).abs().max() > 0.1
 
@@ -154,15 +169,30 @@ def test_c2f_reads_the_student_of_a_distillation_archive(fx, fixtures_dir, tmp_p
 # --- lengths, batches, precision, options ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_samples", [1, 100, 512, 513, 639, 640, 1120])
-def test_any_length_of_at_least_one_sample(frame_model, n_samples):
-    """Short audio is zero-padded to 513 samples (4 frames = one token, centred at 15 ms)."""
-    audio = torch.rand(2, n_samples) * 2 - 1
-    embeddings, timestamps = atst_frame.get_timestamp_embeddings(audio, frame_model)
+@pytest.fixture(scope="module")
+def models(fixtures_dir, tmp_path_factory, frame_model):
+    """One fixture model per ATST HEAR module."""
+    c2f = write_c2f_checkpoint(fixtures_dir, tmp_path_factory.mktemp("c2f") / "c2f.ckpt")
+    clip = atst_clip.load_model(str(fixtures_dir / "atst_clip_lightning.ckpt"))
+    return {atst_frame: frame_model, atst_clip: clip, atst_c2f: atst_c2f.load_model(str(c2f))}
+
+
+@pytest.mark.parametrize("hear", [atst_frame, atst_clip, atst_c2f], ids=lambda module: module.__name__)
+@pytest.mark.parametrize("n_samples", [1, 100, 239, 240, 512, 513, 639, 640, 1120])
+def test_any_length_of_at_least_one_sample(models, hear, n_samples):
+    """Short audio is zero-padded to 513 samples (4 frames = one token, centred at 15 ms); a clip shorter than 15 ms
+    (240 samples) has its one token timestamped at its midpoint, inside the audio."""
+    model = models[hear]
+    audio = torch.rand(2, n_samples, generator=torch.Generator().manual_seed(n_samples)) * 2 - 1
+    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
     n_tokens = (max(n_samples, 513) // 160 + 1) // 4
-    assert embeddings.shape == (2, n_tokens, 384) and bool(torch.isfinite(embeddings).all())
-    assert torch.equal(timestamps, centres(n_tokens).expand(2, -1))
-    assert atst_frame.get_scene_embeddings(audio, frame_model).shape == (2, 384)
+    assert embeddings.shape == (2, n_tokens, model.timestamp_embedding_size)
+    assert bool(torch.isfinite(embeddings).all())
+    duration_ms = n_samples / 16
+    expected = torch.tensor([duration_ms / 2]) if n_samples < 240 else centres(n_tokens)
+    assert torch.equal(timestamps, expected.expand(2, -1))
+    assert 0 < float(timestamps.max()) <= duration_ms
+    assert hear.get_scene_embeddings(audio, model).shape == (2, model.scene_embedding_size)
 
 
 def speech_commands(data_dir, n):

@@ -121,6 +121,17 @@ def test_truncated_or_missing_file_names_the_file(tmp_path, fixtures_dir):
         load_encoder(tmp_path / "absent.ckpt", "atst_frame")
 
 
+def test_junk_file_is_named_and_called_not_a_torch_checkpoint(tmp_path):
+    """Five bytes of text: torch's legacy loader fails with a bare ``KeyError: 101``; the message explains it."""
+    path = tmp_path / "junk.ckpt"
+    path.write_bytes(b"hello")
+    with pytest.raises(CheckpointError) as error:
+        load_encoder(path, "atst_frame")
+    message = str(error.value)
+    assert message.startswith(f"{path}: not a torch checkpoint, or a truncated or corrupt one")
+    assert "KeyError: 101" in message
+
+
 def test_missing_unexpected_and_misshapen_tensors_are_listed(tmp_path, frame_ckpt):
     teacher = select_prefix(frame_ckpt["state_dict"], TEACHER)
     path = tmp_path / "raw.pt"

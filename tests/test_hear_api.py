@@ -1,0 +1,46 @@
+"""The shared HEAR timestamp grid and its short-clip rule, checked directly and on the weight-free mel baseline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hear_atst import mel
+from hear_atst.hear_api import centred_timestamps
+
+
+def test_grid_is_the_same_for_every_sound():
+    audio = torch.zeros(3, 16000)
+    timestamps = centred_timestamps(25, 40.0, 15.0, audio, 16000)
+    assert timestamps.dtype == torch.float32 and timestamps.shape == (3, 25)
+    assert torch.equal(timestamps, (15.0 + 40.0 * torch.arange(25)).float().expand(3, -1))
+
+
+@pytest.mark.parametrize("n_samples", [1, 100, 239])
+def test_a_clip_shorter_than_the_first_centre_has_its_one_frame_at_its_midpoint(n_samples):
+    audio = torch.zeros(2, n_samples)
+    assert torch.equal(centred_timestamps(1, 40.0, 15.0, audio, 16000), torch.full((2, 1), n_samples / 32))
+
+
+def test_a_clip_exactly_as_long_as_the_first_centre_keeps_the_grid():
+    assert torch.equal(centred_timestamps(1, 40.0, 15.0, torch.zeros(1, 240), 16000), torch.tensor([[15.0]]))
+
+
+def test_several_frames_in_a_clip_shorter_than_the_first_centre_are_refused():
+    with pytest.raises(ValueError, match="shorter than the first centre"):
+        centred_timestamps(2, 40.0, 15.0, torch.zeros(1, 100), 16000)
+
+
+@pytest.mark.parametrize("n_samples", [1, 100, 239, 240, 512, 513, 1120])
+def test_mel_baseline_timestamps_stay_inside_short_clips(n_samples):
+    """Zero-padded to 513 samples (one 40 ms token centred at 15 ms); under 240 samples the token sits at the
+    clip's midpoint."""
+    model = mel.load_model()
+    audio = torch.rand(2, n_samples, generator=torch.Generator().manual_seed(n_samples)) * 2 - 1
+    embeddings, timestamps = mel.get_timestamp_embeddings(audio, model)
+    n_tokens = (max(n_samples, 513) // 160 + 1) // 4
+    assert embeddings.shape == (2, n_tokens, 64) and bool(torch.isfinite(embeddings).all())
+    duration_ms = n_samples / 16
+    first = duration_ms / 2 if n_samples < 240 else 15.0
+    assert torch.equal(timestamps, (first + 40.0 * torch.arange(n_tokens)).float().expand(2, -1))
+    assert 0 < float(timestamps.max()) <= duration_ms
