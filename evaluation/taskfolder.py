@@ -29,9 +29,8 @@ from rich.progress import track
 
 from evaluation.results import write_json_atomic
 from tasks.audio import AudioError, read_audio, resample, write_wav_pcm16
+from tasks.hear_format import METADATA_FILENAME, VOCABULARY_FILENAME
 
-METADATA_FILENAME = "task_metadata.json"
-VOCABULARY_FILENAME = "labelvocabulary.csv"
 RESAMPLED_RECORD = ".resampled.json"
 EMBEDDING_TYPES = ("scene", "event")
 PREDICTION_TYPES = ("multiclass", "multilabel")
@@ -94,7 +93,7 @@ class TaskFolder:
 
     def sample_rates(self) -> list[int]:
         """The rates whose audio folder is complete (original, or a finished resampling)."""
-        return sorted(rate for rate, record in _rate_dirs(self.path).items() if record is None or record["complete"])
+        return folder_sample_rates(self.path)
 
     def original_rates(self) -> list[int]:
         """The rates hear-preprocess wrote (not resampled here)."""
@@ -147,6 +146,20 @@ class TaskFolder:
                 write_wav_pcm16(out, resample(audio, source, rate), rate)
         write_json_atomic(record_path, {**info, "complete": True})
         return target
+
+
+def read_task_metadata(folder: Path) -> dict[str, Any]:
+    """The checked ``task_metadata.json`` of ``folder``; raises :class:`TaskFolderError` naming each problem."""
+    problems: list[str] = []
+    metadata = _read_metadata(folder / METADATA_FILENAME, problems)
+    if metadata is None:
+        raise TaskFolderError(folder, problems)
+    return metadata
+
+
+def folder_sample_rates(folder: Path) -> list[int]:
+    """The rates whose audio folder in ``folder`` is complete (original, or a finished resampling)."""
+    return sorted(rate for rate, record in _rate_dirs(folder).items() if record is None or record["complete"])
 
 
 def _rate_dirs(path: Path) -> dict[int, dict[str, Any] | None]:

@@ -12,16 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.registry import (
-    DEFAULT_TASKS_DIR,
-    REGISTRY,
-    TASKS_DIR_ENV,
-    default_tasks_dir,
-    folder_sample_rates,
-    get_spec,
-    list_task_folders,
-    read_task_metadata,
-)
+from evaluation.taskfolder import folder_sample_rates, read_task_metadata
+from tasks.registry import DEFAULT_TASKS_DIR, REGISTRY, TASKS_DIR_ENV, default_tasks_dir, get_spec, list_task_folders
 
 # Parentheses, not brackets: rich would take "[default: ...]" for markup and drop it.
 TASKS_DIR_HELP = f"Folder of HEAR task folders (default: ${TASKS_DIR_ENV}, else ./{DEFAULT_TASKS_DIR})."
@@ -49,6 +41,20 @@ def _rates(text: str) -> list[int]:
 def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
     """List the registered tasks (what each needs, whether it is prepared) and any other task folder on disk."""
     tasks_dir = tasks_dir or default_tasks_dir()
+    try:
+        table = _tasks_table(tasks_dir)
+    except (LookupError, ValueError) as error:  # a folder found twice, or a broken task_metadata.json
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    console = Console()
+    console.print(table)
+    console.print("--source needs:")
+    for spec in REGISTRY.values():
+        console.print(f"  {spec.name}: {spec.needs}", highlight=False)
+
+
+def _tasks_table(tasks_dir: Path) -> Table:
+    """One row per mode of each registered task, then one per other task folder on disk (by its path there)."""
     on_disk = {folder.name: folder for folder in list_task_folders(tasks_dir)}
     table = Table(title=f"HEAR tasks ({tasks_dir})")
     for column in ("task", "folder", "kind", "clip s", "primary", "prepared"):
@@ -71,15 +77,11 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
             meta = read_task_metadata(folder)
             rates = ",".join(map(str, folder_sample_rates(folder)))
             table.add_row(
-                str(meta.get("task_name", "?")), folder_name,
-                f"{meta.get('embedding_type')}/{meta.get('prediction_type')}, {meta.get('split_mode')}",
-                str(meta.get("sample_duration")), str(meta.get("evaluation", ["?"])[0]), f"{rates} Hz (on disk)",
+                str(meta["task_name"]), str(folder.relative_to(tasks_dir)),
+                f"{meta['embedding_type']}/{meta['prediction_type']}, {meta['split_mode']}",
+                str(meta.get("sample_duration")), str(meta["evaluation"][0]), f"{rates} Hz (on disk)",
             )
-    console = Console()
-    console.print(table)
-    console.print("--source needs:")
-    for spec in REGISTRY.values():
-        console.print(f"  {spec.name}: {spec.needs}", highlight=False)
+    return table
 
 
 def prepare_command(

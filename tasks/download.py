@@ -9,14 +9,17 @@ Each :class:`Source` is one official download. Given ``--source PATH`` it is loo
 
 Without ``--source`` the archive is taken from ``<tasks_dir>/_downloads/`` or downloaded there from the official
 URL (written as ``.part``, checksum-verified, then renamed). Offline, or for data behind a registration wall, the
-error says which file to fetch, from where, and where to put it. Archives given with ``--source`` are not
-checksum-checked (mirrors and re-zipped copies differ); a damaged archive fails while unpacking, naming the file.
+error says which file to fetch, from where, and where to put it. A source with no single archive (VoxCeleb1) is
+only taken as an unpacked folder. Archives given with ``--source`` are not checksum-checked (mirrors and re-zipped
+copies differ); a damaged archive fails while unpacking, naming the file. Tar archives are unpacked with the
+tarfile ``data`` filter only (Python >= 3.10.12 / 3.11.4); an older Python gets an error, not an unsafe unpacking.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -37,7 +40,8 @@ class Source:
     """One official download of a task."""
 
     name: str  # key the task's metadata builder uses, e.g. "all_folds", "train", "dev"
-    archive: str  # file name of the official download, e.g. "ESC-50-master.zip"
+    archive: str | None  # file name of the official download, e.g. "ESC-50-master.zip"; None: no single archive
+    # holds it (VoxCeleb1), so only an unpacked folder is accepted
     roots: tuple[str, ...]  # folder names it unpacks to (first = canonical; "." = the source folder itself)
     marker: str  # path inside the root that must exist, e.g. "meta/esc50.csv"
     url: str | None = None
@@ -48,6 +52,8 @@ class Source:
 
     def describe(self) -> str:
         where = self.registration or self.url or "?"
+        if self.archive is None:
+            return f"a folder holding {self.marker} ({where})"
         return f"{self.archive} (or unpacked {self.roots[0]}/{self.marker}) from {where}"
 
 
@@ -65,10 +71,23 @@ def _is_archive(path: Path) -> bool:
     return path.is_file() and (path.suffix == ".zip" or path.name.endswith((".tar.gz", ".tgz", ".tar")))
 
 
+def _require_safe_tar(archive: Path) -> None:
+    """Refuse to unpack a tar archive without the tarfile ``data`` filter (it blocks links and absolute paths
+    leading out of the target folder, and device files)."""
+    if not hasattr(tarfile, "data_filter"):
+        raise SourceError(
+            f"{archive}: this Python ({sys.version.split()[0]}) is too old to unpack tar archives safely (the tarfile "
+            "'data' filter needs Python >= 3.10.12 or >= 3.11.4); upgrade Python, or unpack the archive yourself "
+            "and pass the folder with --source"
+        )
+
+
 def unpack(archive: Path, source: Source, workdir: Path) -> Path:
     """Unpack ``archive`` into ``workdir/<source.name>`` (once) and return the root holding ``source.marker``."""
     target = workdir / source.name
     if not target.exists():
+        if archive.suffix != ".zip":
+            _require_safe_tar(archive)
         partial = workdir / f"{source.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         dest = partial / source.roots[0] if source.flat else partial
@@ -111,6 +130,8 @@ def verify_checksum(path: Path, source: Source) -> None:
 
 def fetch(source: Source, downloads_dir: Path, timeout: float = 60.0) -> Path:
     """The verified official archive in ``downloads_dir``, downloading it when absent."""
+    if source.archive is None:
+        raise SourceError(f"{source.name}: no archive to download; pass --source with {source.describe()}")
     path = downloads_dir / source.archive
     if path.is_file():
         verify_checksum(path, source)
@@ -150,6 +171,8 @@ def locate(sources: Sequence[Source], source_path: Path | None, workdir: Path, d
             if found is not None:
                 roots[source.name] = found
                 continue
+            if source.archive is None:
+                raise SourceError(f"{source_path}: no {source.marker} in it; needs {source.describe()}")
             archive = source_path / source.archive
             if archive.is_file():
                 roots[source.name] = unpack(archive, source, workdir)
@@ -158,6 +181,8 @@ def locate(sources: Sequence[Source], source_path: Path | None, workdir: Path, d
                 f"{source_path}: neither {source.roots[0]}/{source.marker} nor {source.archive} found; "
                 f"needs {source.describe()}"
             )
+        if source.archive is None:
+            raise SourceError(f"{source_path}: not a folder; needs {source.describe()}")
         if _is_archive(source_path) and (source_path.name == source.archive or len(sources) == 1):
             roots[source.name] = unpack(source_path, source, workdir)
             continue

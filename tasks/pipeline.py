@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +29,21 @@ import pandas as pd
 from hear_atst.atomic import write_bytes_atomic
 from tasks.audio import fit_length, read_audio, resample, to_mono, to_pcm16, write_wav_pcm16
 from tasks.download import DOWNLOADS_DIRNAME, locate
+from tasks.hear_format import (
+    METADATA_FILENAME,
+    TEST_PERCENTAGE,
+    TRAIN_PERCENTAGE,
+    VALIDATION_PERCENTAGE,
+    VOCABULARY_FILENAME,
+)
 from tasks.hear_rng import array_split, shuffle_rows, shuffled
-from tasks.registry import TASK_METADATA, WORKDIR_NAME, TaskSpec, folder_name, run_config
+from tasks.registry import WORKDIR_NAME, TaskSpec, folder_name, run_config
 
 log = logging.getLogger(__name__)
 
 HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
-TRAIN_PERCENTAGE, VALIDATION_PERCENTAGE, TEST_PERCENTAGE = 80, 10, 10
-TRAINVAL_PERCENTAGE = TRAIN_PERCENTAGE + VALIDATION_PERCENTAGE
 KFOLD_RETRIES = 1000
 PENDING = ".prepare-pending.json"
-LABEL_VOCABULARY = "labelvocabulary.csv"
 
 
 class PrepareError(RuntimeError):
@@ -254,6 +258,19 @@ def _write_clip(relpath: str, sample_duration: float | None, outputs: Sequence[t
         write_wav_pcm16(path, resample(audio, native, sr), sr)
 
 
+def write_clips(jobs: Sequence[tuple[str, Sequence[tuple[Path, int]]]], sample_duration: float | None,
+                workers: int) -> None:
+    """:func:`_write_clip` for every ``(relpath, outputs)`` on ``workers`` threads. The first error (it names its
+    file) cancels the clips not yet started and is raised as soon as the running ones have finished."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_write_clip, relpath, sample_duration, outputs) for relpath, outputs in jobs]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
 def _remove_stale(folder: Path, sample_rates: Sequence[int], kept: Mapping[str, Sequence[tuple[str, str]]]) -> None:
     for sr in sample_rates:
         for split, pairs in kept.items():
@@ -267,7 +284,7 @@ def _remove_stale(folder: Path, sample_rates: Sequence[int], kept: Mapping[str, 
 
 def is_complete(folder: Path, metadata_bytes: bytes, sample_rates: Sequence[int]) -> bool:
     """True when ``folder`` holds this exact task metadata and every clip its split JSONs name, at every rate."""
-    meta_path = folder / TASK_METADATA
+    meta_path = folder / METADATA_FILENAME
     if not meta_path.is_file():
         return False
     if meta_path.read_bytes() != metadata_bytes:
@@ -327,14 +344,12 @@ def prepare_task(
         (relpath, [(folder / str(sr) / split / f"{stem}.wav", sr) for sr in sample_rates])
         for split, pairs in kept.items() for stem, relpath in pairs
     ]
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for future in [pool.submit(_write_clip, relpath, config["sample_duration"], outs) for relpath, outs in jobs]:
-            future.result()
+    write_clips(jobs, config["sample_duration"], workers or os.cpu_count() or 1)
 
     for split, pairs in kept.items():
         write_bytes_atomic(folder / f"{split}.json", hear_json(split_json(meta, [s for s, _ in pairs], event)))
-    write_bytes_atomic(folder / LABEL_VOCABULARY, label_vocabulary_csv(set(kept_meta["label"])))
-    write_bytes_atomic(folder / TASK_METADATA, metadata_bytes)
+    write_bytes_atomic(folder / VOCABULARY_FILENAME, label_vocabulary_csv(set(kept_meta["label"])))
+    write_bytes_atomic(folder / METADATA_FILENAME, metadata_bytes)
     pending.unlink()
     shutil.rmtree(workdir, ignore_errors=True)
     log.info("prepared %s: %s", folder, {split: len(pairs) for split, pairs in kept.items()})

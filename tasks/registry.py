@@ -1,29 +1,31 @@
 """The registry of preparable tasks, and lookup of prepared HEAR task folders on disk.
 
-A task folder is any directory under ``tasks_dir`` holding a ``task_metadata.json`` (so the 19 official HEAR task
-folders unpacked from the HEAR archives are found too). :func:`resolve_task_folder` accepts a registered name or
-alias, a folder name, or the ``task_name`` written in a folder's metadata.
+A task folder is a directory holding a ``task_metadata.json``, either directly under ``tasks_dir`` (where
+``hear-atst prepare`` writes) or where the official HEAR archives unpack, ``tasks_dir/hear-<version>/tasks/<folder>/``
+(hear_eval.md §2). :func:`resolve_task_folder` accepts a registered name or alias, a folder name, or the
+``task_name`` written in a folder's metadata.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from evaluation.taskfolder import read_task_metadata
 from tasks import dcase2016, esc50, speech_commands, spoken_digit, voxceleb1
 from tasks.download import Source
+from tasks.hear_format import METADATA_FILENAME
 
 TASKS_DIR_ENV = "HEAR_ATST_TASKS"
 DEFAULT_TASKS_DIR = "tasks_data"  # when $HEAR_ATST_TASKS is not set
-TASK_METADATA = "task_metadata.json"
 WORKDIR_NAME = "_workdir"
+FOLDER_PATTERNS = ("*", "*/tasks/*")  # prepared here / unpacked from an official hear-<version>-*.tar.gz
 
 MetadataBuilder = Callable[[Mapping[str, Path], Mapping[str, Any], Path], pd.DataFrame]
 
@@ -53,7 +55,6 @@ class TaskSpec:
     aliases: tuple[str, ...] = ()
     filestem: Callable[[str], str] = default_filestem
     split_key: Callable[[pd.DataFrame], pd.Series] | None = None
-    notes: str = field(default="")
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -123,30 +124,29 @@ def get_spec(name: str) -> TaskSpec:
     raise KeyError(f"unknown task {name!r}; registered tasks: {known}")
 
 
-def read_task_metadata(folder: Path) -> dict[str, Any]:
-    path = folder / TASK_METADATA
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: unreadable task metadata ({error})") from error
-
-
 def default_tasks_dir() -> Path:
     """Where task folders are prepared and looked up: ``$HEAR_ATST_TASKS``, else ``./tasks_data``."""
     return Path(os.environ.get(TASKS_DIR_ENV) or DEFAULT_TASKS_DIR)
 
 
 def list_task_folders(tasks_dir: str | Path) -> list[Path]:
-    """Every folder directly under ``tasks_dir`` holding a ``task_metadata.json``, sorted by name."""
+    """Every task folder directly under ``tasks_dir`` or in ``tasks_dir/<archive top>/tasks/``, sorted by name.
+
+    Raises ``LookupError`` naming the paths when a folder name is found more than once (every lookup of it would be
+    ambiguous).
+    """
     tasks_dir = Path(tasks_dir)
     if not tasks_dir.is_dir():
         return []
-    return sorted(p for p in tasks_dir.iterdir() if (p / TASK_METADATA).is_file())
-
-
-def folder_sample_rates(folder: Path) -> list[int]:
-    """The sample rates a task folder holds audio for (numeric sub-folders)."""
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+    found: dict[str, list[Path]] = {}
+    for pattern in FOLDER_PATTERNS:
+        for folder in tasks_dir.glob(pattern):
+            if (folder / METADATA_FILENAME).is_file():
+                found.setdefault(folder.name, []).append(folder)
+    twice = [" and ".join(map(str, sorted(paths))) for paths in found.values() if len(paths) > 1]
+    if twice:
+        raise LookupError(f"task folder(s) found more than once in {tasks_dir}: {'; '.join(twice)}; keep one of each")
+    return sorted((paths[0] for paths in found.values()), key=lambda folder: folder.name)
 
 
 def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | None = None) -> Path:
@@ -157,9 +157,9 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
     """
     tasks_dir = Path(tasks_dir)
     folders = list_task_folders(tasks_dir)
-    by_name = [f for f in folders if f.name == name_or_alias]
-    if by_name:
-        return by_name[0]
+    by_name = next((f for f in folders if f.name == name_or_alias), None)
+    if by_name is not None:
+        return by_name
     names = {name_or_alias}
     spec = None
     try:
@@ -175,7 +175,7 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
-        listed = ", ".join(c.name for c in candidates)
+        listed = ", ".join(map(str, candidates))
         raise LookupError(f"{name_or_alias!r} matches several task folders in {tasks_dir}: {listed}; name one of them")
     if spec is not None:
         wanted = spec.folder_name(mode)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tasks.audio import read_audio, write_wav_pcm16
 from tasks.download import Source
+from tasks.hear_format import TRAIN_PERCENTAGE, TRAINVAL_PERCENTAGE, VALIDATION_PERCENTAGE
 
 SUMMARY = "Speech Commands v0.02 keyword spotting, 12 labels, official splits, 1 s clips"
 NEEDS = "speech_commands_v0.02/ and speech_commands_test_set_v0.02/ (unpacked or the two .tar.gz; -small for small)"
@@ -27,8 +28,6 @@ NEEDS = "speech_commands_v0.02/ and speech_commands_test_set_v0.02/ (unpacked or
 WORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
 SILENCE, UNKNOWN, BACKGROUND = "_silence_", "_unknown_", "_background_noise_"
 VALID_NOISE = "running_tap"
-TRAIN_PERCENTAGE, VALIDATION_PERCENTAGE = 80, 10
-TRAINVAL_PERCENTAGE = TRAIN_PERCENTAGE + VALIDATION_PERCENTAGE
 
 CONFIG: dict[str, Any] = {
     "task_name": "speech_commands",

@@ -11,9 +11,9 @@ HEAR 2021 has no speaker-identification task, so this task is defined here, in H
 - stem = ``<speaker>_<video>_<utterance>`` (utterance names repeat across videos, so the default stem would clash).
 - ``small`` = the same files cut/padded to 2 s (HEAR's small-mode clip length for long-clip tasks).
 
-Source: a folder holding ``iden_split.txt`` and ``wav/<speaker>/<video>/<utt>.wav`` (unzip ``vox1_dev_wav.zip``
-and ``vox1_test_wav.zip`` into the same ``wav/``). VoxCeleb1 audio needs registration, so it is never downloaded
-automatically.
+Source: a folder holding ``iden_split.txt`` and ``wav/<speaker>/<video>/<utt>.wav``: unzip ``vox1_dev_wav.zip`` and
+``vox1_test_wav.zip`` in it (each unpacks to ``wav/``). No single official archive holds both the audio and the split
+file, and the audio needs registration, so ``--source`` must be that folder; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ import pandas as pd
 from tasks.download import Source
 
 SUMMARY = "VoxCeleb1 speaker identification, 1251 speakers, official iden_split, 8.2 s clips (hear-atst task)"
-NEEDS = "vox1/ holding iden_split.txt and wav/<speaker>/<video>/<utt>.wav"
+NEEDS = "a folder holding iden_split.txt and wav/ (vox1_dev_wav.zip + vox1_test_wav.zip unzipped; registration)"
 
 SPLITS = {"1": "train", "2": "valid", "3": "test"}
 REGISTRATION = (
     "VoxCeleb1 requires registration: request vox1_dev_wav.zip and vox1_test_wav.zip at "
-    "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html, unzip both into <folder>/wav/ and put "
-    "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/iden_split.txt in <folder>/"
+    "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html, unzip both in one folder, where each makes wav/, and "
+    "put https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/iden_split.txt next to wav/; a dev archive sent as "
+    "vox1_dev_wav_partaa..ad is those parts concatenated"
 )
 
 CONFIG: dict[str, Any] = {
@@ -65,7 +66,7 @@ CONFIG: dict[str, Any] = {
     },
 }
 
-_SOURCE = Source("vox1", "vox1.zip", ("vox1", "."), "iden_split.txt", registration=REGISTRATION)
+_SOURCE = Source("vox1", None, ("vox1", "."), "iden_split.txt", registration=REGISTRATION)
 SOURCES = {"full": (_SOURCE,), "small": (_SOURCE,)}
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tasks import spoken_digit
+from tasks import pipeline, spoken_digit
 from tasks.commands import register
-from tasks.download import Source, SourceError, fetch
-from tasks.pipeline import PENDING, PrepareError, prepare_task
+from tasks.download import Source, SourceError, fetch, unpack
+from tasks.pipeline import PENDING, PrepareError, prepare_task, write_clips
 from tasks.registry import (
     DEFAULT_TASKS_DIR,
     TASKS_DIR_ENV,
@@ -79,6 +80,67 @@ def test_resolve_task_folder(esc10_task: Path, spoken_digit_task: Path, referenc
     with pytest.raises(LookupError, match="several task folders"):
         resolve_task_folder("spoken_digit", tmp_path)
     assert [f.name for f in list_task_folders(tmp_path)] == ["spoken_digit-1.0.9-full", "spoken_digit-1.0.9-small"]
+
+
+def _task_folder(folder: Path, task_name: str, mode: str, rates: dict[str, bool | None]) -> Path:
+    """A synthetic task folder: metadata only, plus the rate folders (``None`` = written by hear-preprocess,
+    ``True``/``False`` = resampled here, finished or not)."""
+    folder.mkdir(parents=True)
+    metadata = {"task_name": task_name, "mode": mode, "embedding_type": "scene", "prediction_type": "multiclass",
+                "split_mode": "trainvaltest", "splits": ["train", "valid", "test"], "evaluation": ["top1_acc"]}
+    (folder / "task_metadata.json").write_text(json.dumps(metadata))
+    for rate, complete in rates.items():
+        (folder / rate).mkdir()
+        if complete is not None:
+            (folder / rate / ".resampled.json").write_text(json.dumps({"source_rate": 48000, "complete": complete}))
+    return folder
+
+
+def test_official_archive_layout_is_found(tmp_path: Path) -> None:
+    # hear-<version>-<folder>-<rate>.tar.gz unpacks to hear-<version>/tasks/<folder>/ (hear_eval.md §2)
+    official = _task_folder(tmp_path / "hear-2021.0.6" / "tasks" / "beijing_opera-v1.0-hear2021-full",
+                            "beijing_opera", "full", {"48000": None})
+    prepared = _task_folder(tmp_path / "esc50-v2.0.0-full", "esc50", "full", {"16000": None})
+    (tmp_path / "hear-2021.0.6" / "tasks" / "notes").mkdir()  # no task_metadata.json: not a task folder
+    (tmp_path / "_downloads" / "deep" / "tasks" / "x").mkdir(parents=True)
+    (tmp_path / "_downloads" / "deep" / "tasks" / "x" / "task_metadata.json").write_text("{}")  # too deep: ignored
+    assert list_task_folders(tmp_path) == [official, prepared]
+    assert resolve_task_folder("beijing_opera-v1.0-hear2021-full", tmp_path) == official
+    assert resolve_task_folder("beijing_opera", tmp_path) == official
+    assert resolve_task_folder("esc50", tmp_path) == prepared
+
+
+def test_the_same_task_twice_is_an_error_naming_both_paths(tmp_path: Path) -> None:
+    official = _task_folder(tmp_path / "hear-2021.0.6" / "tasks" / "esc50-v2.0.0-full", "esc50", "full",
+                            {"48000": None})
+    prepared = _task_folder(tmp_path / "esc50-v2.0.0-full", "esc50", "full", {"16000": None})
+    for lookup in (lambda: list_task_folders(tmp_path), lambda: resolve_task_folder("esc50", tmp_path)):
+        with pytest.raises(LookupError, match="found more than once") as error:
+            lookup()
+        assert f"{prepared} and {official}" in str(error.value)
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "found more than once" in result.output
+    # the same task_name in two folders (two modes, or two unpackings) stays ambiguous when looked up by task_name
+    shutil.rmtree(prepared)
+    small = _task_folder(tmp_path / "esc50-v2.0.0-small", "esc50", "small", {"16000": None})
+    with pytest.raises(LookupError, match="several task folders") as error:
+        resolve_task_folder("esc50", tmp_path)
+    assert f"{official}, {small}" in str(error.value)
+    assert resolve_task_folder("esc50", tmp_path, mode="full") == official
+
+
+def test_cli_tasks_shows_complete_rates_only(tmp_path: Path) -> None:
+    """``tasks`` and :meth:`TaskFolder.sample_rates` agree: an unfinished resampling is not a prepared rate."""
+    _task_folder(tmp_path / "hear-2021.0.6" / "tasks" / "beijing_opera-v1.0-hear2021-full", "beijing_opera", "full",
+                 {"48000": None, "16000": False, "22050": True})
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "hear-2021.0.6/tasks/beijing_opera-v1.0-hear2021-full" in result.output
+    assert "22050,48000 Hz (on disk)" in result.output
 
 
 def test_cli_tasks_lists_registered_and_on_disk_folders(esc10_task: Path, reference_task: Path,
@@ -203,3 +265,43 @@ def test_tasks_dir_default_is_shared_by_every_command(monkeypatch: pytest.Monkey
     assert default_tasks_dir() == Path(DEFAULT_TASKS_DIR) == Path("tasks_data")
     monkeypatch.setenv(TASKS_DIR_ENV, str(tmp_path))
     assert default_tasks_dir() == tmp_path
+
+
+def test_old_python_refuses_to_unpack_tar_archives(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    archive = tmp_path / "thing.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(tmp_path, arcname="thing")
+    monkeypatch.delattr(tarfile, "data_filter")  # Python < 3.10.12 / 3.11.4
+    source = Source("x", archive.name, ("thing",), ".")
+    with pytest.raises(SourceError, match=r"thing\.tar\.gz: this Python .* too old to unpack tar archives safely"):
+        unpack(archive, source, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_first_failed_clip_cancels_the_rest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    started: list[str] = []
+
+    def write_clip(relpath: str, sample_duration: float | None, outputs: list[tuple[Path, int]]) -> None:
+        started.append(relpath)
+        if relpath == "bad.wav":
+            raise RuntimeError(f"{relpath}: not audio")
+        time.sleep(0.05)
+
+    monkeypatch.setattr(pipeline, "_write_clip", write_clip)
+    jobs = [("bad.wav", [])] + [(f"ok{i}.wav", []) for i in range(200)]  # 10 s of work if nothing were cancelled
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"bad\.wav: not audio"):
+        write_clips(jobs, None, workers=2)
+    assert time.perf_counter() - start < 2 and len(started) < 20
+
+
+def test_voxceleb1_wants_the_unpacked_folder(tmp_path: Path) -> None:
+    spec = get_spec("voxceleb1")
+    for source in (None, tmp_path / "vox1_dev_wav.zip", tmp_path):
+        if source == tmp_path / "vox1_dev_wav.zip":
+            source.write_bytes(b"PK")
+        with pytest.raises(SourceError, match=r"a folder holding iden_split\.txt") as error:
+            prepare_task(spec, tmp_path / "tasks", source=source)
+        message = str(error.value)
+        assert "vox1_dev_wav.zip" in message and "vox1_test_wav.zip" in message and "vox1.zip" not in message
+    assert not (tmp_path / "tasks" / "_downloads").exists()
