@@ -66,7 +66,7 @@ OptionsOpt = Annotated[list[str] | None, typer.Option(
 TasksDirOpt = Annotated[Path | None, typer.Option(
     "--tasks-dir", help=TASKS_DIR_HELP)]
 EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model and the probes.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model (eval: and the probes).")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]
 
 
@@ -104,6 +104,9 @@ def eval_command(
     grid: Annotated[Grid, typer.Option("--grid", help="The kit's hyper-parameter grid (hear protocol).")
                     ] = Grid.default,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = 1,
+    linear_lr: Annotated[float | None, typer.Option(
+        "--linear-lr", min=0.0, help="Adam learning rate of --protocol linear (EVAR's default 3e-4; its ATST-Frame "
+        "config uses 3e-5).")] = None,
     no_shuffle: Annotated[bool, typer.Option(
         "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour).")] = False,
     device: DeviceOpt = Device.cpu,
@@ -119,8 +122,12 @@ def eval_command(
     setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
+    if linear_lr is not None and protocol is not Protocol.linear:
+        typer.echo("error: --linear-lr applies to --protocol linear only", err=True)
+        raise typer.Exit(USAGE_ERROR)
+    lr = {} if linear_lr is None else {"linear_lr": linear_lr}
     probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
-                        grid=grid.value, device=device.value, precision=probe_precision.value)
+                        grid=grid.value, device=device.value, precision=probe_precision.value, **lr)
     outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
                                     probe=probe, log=_log))
     _log(f"results: {outcome.results_path}")

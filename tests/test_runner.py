@@ -191,6 +191,13 @@ def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_
     assert sorted(collect_runs(tmp_path / "results")["protocol"]) == ["hear", "linear"]
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "huge"))
     assert code == 2 and "huge" in stderr
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear",
+                                        "--linear-lr", "3e-5"))
+    assert code == 0, stderr
+    assert read_results(task_dir / "linear-lr=3e-05" / "results.json")["runs"][0]["selected_hyperparameters"][
+        "lr"] == 3e-5
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--linear-lr", "3e-5"))
+    assert code == 2 and stderr.strip() == "error: --linear-lr applies to --protocol linear only"
 
 
 def test_embed_cli_and_tasks_dir_from_the_environment(spoken_digit_task: Path, tmp_path: Path,

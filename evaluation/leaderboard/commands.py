@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-SHARED_HELP = "The shared data folder (default: $HEAR_ATST_SHARED, else ../shared relative to the baseline file)."
+SHARED_HELP = ("The shared data folder (default: $HEAR_ATST_SHARED, else the suite's 'shared' path, relative to the "
+               "baseline file's folder).")
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
 
 
