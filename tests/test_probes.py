@@ -53,6 +53,19 @@ def test_task_specific_overrides():
         task_grid({"task_name": "esc50"}, grid="slow")
 
 
+@pytest.mark.parametrize("override, message", [
+    ({"norm_after_activation": [False, True]}, r"norm_after_activation=\[True\] is not implemented"),
+    ({"optim": ["SGD"]}, r"optim=\['SGD'\] is not implemented"),
+    ({"learning_rate": [1e-3]}, "unknown hyper-parameter"),
+])
+def test_a_grid_this_runner_cannot_train_is_refused_not_ignored(override, message):
+    metadata = {"task_name": "secret", "evaluation_params": {"task_specific_param_grid": override}}
+    with pytest.raises(ValueError, match=f"task secret: .*{message}"):
+        task_grid(metadata)
+    assert task_grid({"task_name": "x", "evaluation_params": {"task_specific_param_grid": {
+        "embedding_norm": ["LayerNorm"]}}})["embedding_norm"] == ["LayerNorm"]  # the kit never applies it
+
+
 def test_initialisation_uses_the_kits_gains():
     state = MLPBank.init_state(HeadConfig(hidden_layers=2, initialization="xavier_uniform_"), 4000, 50, seed=0)
     first, second, _ = state.weights

@@ -56,7 +56,25 @@ def task_grid(metadata: Mapping[str, Any], grid: str = "default") -> dict[str, l
     final = copy.copy(GRIDS[grid])
     final.update(TASK_SPECIFIC_PARAM_GRID.get(str(metadata["task_name"]), {}))
     final.update(metadata.get("evaluation_params", {}).get("task_specific_param_grid", {}))
+    _check_supported(final, str(metadata["task_name"]))
     return final
+
+
+IMPLEMENTED_ONLY = {"norm_after_activation": [False], "optim": ["Adam"]}
+
+
+def _check_supported(grid: Mapping[str, list[Any]], task_name: str) -> None:
+    """Refuse, rather than ignore, a grid this runner cannot train: unknown keys, or values of
+    :data:`IMPLEMENTED_ONLY` beyond those implemented (``embedding_norm`` may take any value: the kit builds
+    that layer but never applies it)."""
+    unknown = sorted(set(grid) - set(PARAM_GRID))
+    if unknown:
+        raise ValueError(f"task {task_name}: unknown hyper-parameter(s) {', '.join(unknown)} in its grid")
+    for key, allowed in IMPLEMENTED_ONLY.items():
+        other = [value for value in grid[key] if value not in allowed]
+        if other:
+            raise ValueError(f"task {task_name}: grid value {key}={other} is not implemented here "
+                             f"(only {allowed}); the kit's protocol for this task cannot be reproduced")
 
 
 def sample_grid(metadata: Mapping[str, Any], grid_points: int = 8, grid: str = "default") -> list[dict[str, Any]]:
