@@ -168,7 +168,11 @@ def _rate_dirs(path: Path) -> dict[int, dict[str, Any] | None]:
     for child in path.iterdir():
         if child.is_dir() and child.name.isdigit():
             record = child / RESAMPLED_RECORD
-            found[int(child.name)] = json.loads(record.read_text()) if record.is_file() else None
+            try:
+                found[int(child.name)] = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise TaskFolderError(path, [f"{record}: unreadable resampling record ({error}); remove {child} "
+                                             "to resample it again"]) from None
     return found
 
 

@@ -166,6 +166,11 @@ def test_missing_rate_is_resampled_from_the_44k_archive_and_cached(reference_44k
     assert {p: p.read_bytes() for p in removed} == before
     assert all(p.stat().st_mtime_ns == stamps[p] for p in stamps if p not in removed)
 
+    (target / RESAMPLED_RECORD).write_text('{"complete": tr')  # a damaged record is named, not guessed at
+    with pytest.raises(TaskFolderError, match="unreadable resampling record") as error:
+        folder.sample_rates()
+    assert str(target / RESAMPLED_RECORD) in _problems(error)
+
 
 def test_nearest_original_rate_is_the_source(fsdd_source: Path, tmp_path: Path):
     task = prepare_task(get_spec("spoken_digit"), tmp_path, source=fsdd_source, sample_rates=(22050, 48000),
