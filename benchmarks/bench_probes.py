@@ -15,7 +15,14 @@ On a CPU both implementations are bound by the same matrix products, so full 500
 every run is capped at the same number of epochs (both sides train exactly as long; 15 at D = 768, 3 at
 D = 9216, or ``--max-epochs``), and the output says so. For the DCASE-sized event grid one training epoch
 of the reference is timed on the first ``--reference-fraction`` of the training rows and scaled up (its cost
-per batch is constant). ``--quick`` runs a tiny version in seconds (used by the smoke test).
+per batch is constant; the rows are stacked before the clock starts). Before any timing both sides run once,
+untimed, on a tiny problem. ``--quick`` runs a tiny version in seconds (used by the smoke test).
+
+``--device cuda`` runs both sides on the GPU: the reference's model, inputs and targets (whole splits, held on the
+device) with its probabilities brought back to numpy for scoring as the kit does, ours with
+``ProbeConfig(device="cuda")``; the clock is read after synchronising the GPU. Ours in bf16 runs bf16 GEMMs there;
+the reference stays fp32, as the kit. The CPU caps above can be lifted with ``--max-epochs`` (500 is the kit's grid
+maximum) and ``--reference-fraction 1``.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_models import peak_gemm_flops
+from bench_models import clock, device_name, peak_gemm_flops, require_device
 from scipy.ndimage import median_filter
 
 from evaluation.data import SplitEmbeddings, TaskEmbeddings, frame_labels
+from evaluation.environment import cpu_model
 from evaluation.probes.grid import sample_grid
 from evaluation.protocol import ProbeConfig, evaluate, fold_rotation
 from evaluation.results import write_json_atomic
@@ -175,25 +183,35 @@ def kit_scores(task: TaskEmbeddings, names: list[str], probs: np.ndarray, target
     return scores, best
 
 
-def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str, Any], max_epochs: int, seed: int
-              ) -> tuple[float, int, dict, tuple | None]:
-    torch.manual_seed(seed)
+Rows = tuple[torch.Tensor, np.ndarray]
+
+
+def kit_rows(task: TaskEmbeddings, names: list[str], device: str) -> Rows:
+    """The embeddings of the splits ``names`` stacked on ``device``, and their multi-hot labels (numpy, for
+    scoring)."""
     vocabulary = [str(label) for label in task.label_vocabulary]
+    x = np.concatenate([task.splits[n].embeddings for n in names])
+    y = np.zeros((x.shape[0], len(vocabulary)), dtype=np.float32)
+    rows = [labels for n in names for labels in task.splits[n].labels]
+    for r, labels in enumerate(rows):
+        y[r, [vocabulary.index(str(label)) for label in labels]] = 1
+    return torch.from_numpy(x).to(device), y
 
-    def stack(names: list[str]) -> tuple[torch.Tensor, np.ndarray]:
-        x = np.concatenate([task.splits[n].embeddings for n in names])
-        y = np.zeros((x.shape[0], len(vocabulary)), dtype=np.float32)
-        rows = [labels for n in names for labels in task.splits[n].labels]
-        for r, labels in enumerate(rows):
-            y[r, [vocabulary.index(str(label)) for label in labels]] = 1
-        return torch.from_numpy(x), y
 
-    x_train, y_train = stack(split["train"])
-    x_valid, y_valid = stack(split["valid"])
+def kit_fold(task: TaskEmbeddings, split: dict[str, list[str]], device: str) -> dict[str, Rows]:
+    """:func:`kit_rows` of a fold's train, valid and test splits (the kit loads a task's embeddings once)."""
+    return {part: kit_rows(task, split[part], device) for part in ("train", "valid", "test")}
+
+
+def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str, Any], max_epochs: int, seed: int,
+              fold: dict[str, Rows]) -> tuple[float, int, dict, tuple | None]:
+    """One configuration trained on ``fold`` (:func:`kit_fold` of ``split``), on the device its rows are on."""
+    torch.manual_seed(seed)
+    (x_train, y_train), (x_valid, y_valid) = fold["train"], fold["valid"]
     multilabel = task.prediction_type == "multilabel"
-    model = kit_head(conf, x_train.shape[1], len(vocabulary))
+    model = kit_head(conf, x_train.shape[1], y_train.shape[1]).to(x_train.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=conf["lr"])
-    target = torch.from_numpy(y_train) if multilabel else torch.from_numpy(y_train.argmax(1))
+    target = torch.from_numpy(y_train if multilabel else y_train.argmax(1)).to(x_train.device)
     primary = get_score(task.primary_score)
     best, best_epoch, best_state, best_setting, wait = -math.inf, -1, {}, None, 0
     for epoch in range(min(conf["max_epochs"], max_epochs)):
@@ -211,7 +229,7 @@ def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str,
         model.eval()
         with torch.no_grad():
             logits = model(x_valid)
-            probs = (torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)).numpy()
+            probs = (torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)).cpu().numpy()
         scores, setting = kit_scores(task, split["valid"], probs, y_valid, None)
         value = scores[primary.name]
         if value > best:
@@ -226,29 +244,25 @@ def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str,
     return best, best_epoch, model.state_dict(), best_setting
 
 
-def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: int) -> dict[str, Any]:
+def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: int, device: str) -> dict[str, Any]:
     """The kit's task_predictions, one configuration at a time; returns the fold test primary scores."""
     confs = sample_grid(task.metadata, grid_points)
     rotation = fold_rotation(task.metadata)
-    grid = [kit_train(task, rotation[0], conf, max_epochs, seed + i) for i, conf in enumerate(confs)]
+    folds = [kit_fold(task, split, device) for split in rotation]
+    grid = [kit_train(task, rotation[0], conf, max_epochs, seed + i, folds[0]) for i, conf in enumerate(confs)]
     best = max(range(len(grid)), key=lambda i: grid[i][0])
-    trained = [grid[best]] + [kit_train(task, split, confs[best], max_epochs, seed) for split in rotation[1:]]
+    trained = [grid[best]] + [kit_train(task, split, confs[best], max_epochs, seed, fold)
+                              for split, fold in zip(rotation[1:], folds[1:], strict=True)]
     tests = []
-    vocabulary = [str(label) for label in task.label_vocabulary]
-    for split, (_, _, state, setting) in zip(rotation, trained, strict=True):
-        model = kit_head(confs[best], task.splits[split["test"][0]].embeddings.shape[1], len(vocabulary))
+    for split, fold, (_, _, state, setting) in zip(rotation, folds, trained, strict=True):
+        x, y = fold["test"]
+        model = kit_head(confs[best], x.shape[1], y.shape[1]).to(device)
         model.load_state_dict(state)
         model.eval()
-        names = split["test"]
-        x = torch.from_numpy(np.concatenate([task.splits[n].embeddings for n in names]))
-        rows = [labels for n in names for labels in task.splits[n].labels]
-        y = np.zeros((x.shape[0], len(vocabulary)), dtype=np.float32)
-        for r, labels in enumerate(rows):
-            y[r, [vocabulary.index(str(label)) for label in labels]] = 1
         with torch.no_grad():
             logits = model(x)
             probs = (torch.sigmoid(logits) if task.prediction_type == "multilabel" else torch.softmax(logits, -1))
-        scores, _ = kit_scores(task, names, probs.numpy(), y, setting)
+        scores, _ = kit_scores(task, split["test"], probs.cpu().numpy(), y, setting)
         tests.append(scores[task.primary_score])
     return {"test_scores": tests, "mean": float(np.mean(tests))}
 
@@ -257,27 +271,39 @@ def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: 
 
 
 PRECISIONS = ("fp32", "bf16")
+KIT_MAX_EPOCHS = 500  # the kit's grid: a cap at least this large caps nothing
+CPU_MACHINE = ("CPU, shared 2-core machine (other jobs ran at the same time, so absolute times are inflated; both "
+               "sides ran under the same conditions).")
 
 
-def compare(name: str, task: TaskEmbeddings, grid_points: int, max_epochs: int) -> dict[str, Any]:
+def compare(name: str, task: TaskEmbeddings, grid_points: int, max_epochs: int, device: str) -> dict[str, Any]:
     """The whole protocol: the kit's reference once, ours once per probe precision; times, scores, ratios."""
-    start = time.perf_counter()
-    reference = kit_protocol(task, grid_points, max_epochs, seed=0)
-    reference_s = time.perf_counter() - start
+    start = clock(device)
+    reference = kit_protocol(task, grid_points, max_epochs, seed=0, device=device)
+    reference_s = clock(device) - start
     row: dict[str, Any] = {"problem": name, "grid_points": grid_points, "max_epochs_cap": max_epochs,
                            "reference_s": round(reference_s, 2), "reference_score": reference["mean"],
                            "primary_score": task.primary_score}
     for precision in PRECISIONS:
-        start = time.perf_counter()
+        start = clock(device)
         ours = evaluate(task, ProbeConfig(grid_points=grid_points, max_epochs=max_epochs, psds=False,
-                                          precision=precision))
-        seconds = time.perf_counter() - start
+                                          precision=precision, device=device))
+        seconds = clock(device) - start
         row[f"ours_{precision}_s"] = round(seconds, 2)
         row[f"speedup_{precision}"] = round(reference_s / seconds, 2)
         row[f"ours_{precision}_score"] = ours.score["mean"]
         row[f"score_difference_{precision}"] = ours.score["mean"] - reference["mean"]
     print(json.dumps(row), flush=True)
     return row
+
+
+def warm_up(device: str) -> None:
+    """Both sides once on a tiny problem, untimed: one-time costs (torch.optim's first optimizer, about a second of
+    imports; on a GPU, CUDA, cuBLAS and cuDNN starting) would otherwise be charged to whichever side runs first."""
+    task = scene_problem(200, 32, n_classes=5)
+    kit_protocol(task, 2, 3, 0, device)
+    for precision in PRECISIONS:
+        evaluate(task, ProbeConfig(grid_points=2, max_epochs=3, psds=False, precision=precision, device=device))
 
 
 def first_rows(task: TaskEmbeddings, split: str, fraction: float) -> TaskEmbeddings:
@@ -301,40 +327,42 @@ def epoch_gemm_flops(confs: list[dict[str, Any]], n_rows: int, n_in: int, n_out:
     return total
 
 
-def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction: float) -> dict[str, Any]:
+def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction: float, device: str) -> dict[str, Any]:
     """Full-size DCASE: one training epoch and one validation check, timed on each side, then extrapolated.
 
     Training: the reference trains each grid point alone for one epoch on the first ``reference_fraction`` of
-    the training rows, scaled by its inverse; ours trains the grid as banks for one full epoch, in fp32 and
-    in bf16. Check: the reference regroups frames per file, picks the post-processing with sed_eval and scores
-    every metric with sed_eval; ours post-processes vectorised and scores with the fast scorer. The whole
-    grid is extrapolated at the kit's minimum for dcase2016_task2 (210 epochs = 21 checks, when the best
-    check is the first) and at its maximum (500 epochs, 50 checks).
+    the training rows, scaled by the fraction's inverse (the rows are stacked on the device before the clock
+    starts, as the kit loads a task once); ours trains the grid as banks for one full epoch, in fp32 and in bf16
+    (building the banks included, which can only understate its speed). Check: the reference
+    regroups frames per file, picks the post-processing with sed_eval and scores every metric with sed_eval; ours
+    post-processes vectorised and scores with the fast scorer. The whole grid is extrapolated at the kit's minimum
+    for dcase2016_task2 (210 epochs = 21 checks, when the best check is the first) and at its maximum (500 epochs,
+    50 checks).
 
     Roofline: the epoch's GEMM FLOPs against the peak GEMM FLOP/s measured in the same run give each side's
     fraction of peak, and the speed-up over the reference that an implementation running every product at the
-    bf16 peak, with nothing else to do, would reach on this CPU (``ceiling_speedup_bf16``).
+    bf16 peak, with nothing else to do, would reach on this machine (``ceiling_speedup_bf16``). Both sides train on
+    ``device``; the checks score on the CPU, as the kit's do.
     """
     from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
     from evaluation.probes.mlp import HeadConfig
     from evaluation.probes.train import Member, Schedule, train_heads
 
     confs = sample_grid(task.metadata, grid_points)
-    peaks = {precision: peak_gemm_flops(dtype) for precision, dtype in
+    peaks = {precision: peak_gemm_flops(dtype, device) for precision, dtype in
              (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     split = fold_rotation(task.metadata)[0]
     part = first_rows(task, "train", reference_fraction)
-    start = time.perf_counter()
+    fold = kit_fold(part, split, device)
+    start = clock(device)
     for i, conf in enumerate(confs):
-        kit_train(part, split, {**conf, "check_val_every_n_epoch": 2}, max_epochs=1, seed=i)
-    reference_epoch = (time.perf_counter() - start) / reference_fraction
+        kit_train(part, split, {**conf, "check_val_every_n_epoch": 2}, 1, i, fold)
+    reference_epoch = (clock(device) - start) / reference_fraction
     print(json.dumps({"reference_epoch_s": reference_epoch}), flush=True)
-    x = torch.from_numpy(np.concatenate([task.splits[n].embeddings for n in ("train", "valid", "test")]))
+    del fold
+    x, y = kit_rows(task, ["train", "valid", "test"], device)
+    y_device = torch.from_numpy(y).to(device)
     vocabulary = [str(label) for label in task.label_vocabulary]
-    y = np.zeros((x.shape[0], len(vocabulary)), dtype=np.float32)
-    rows = [labels for n in ("train", "valid", "test") for labels in task.splits[n].labels]
-    for r, labels in enumerate(rows):
-        y[r, [vocabulary.index(label) for label in labels]] = 1
     n_train = task.splits["train"].embeddings.shape[0]
     n_valid = task.splits["valid"].embeddings.shape[0]
     members = [Member(HeadConfig(c["hidden_layers"], c["hidden_dim"], c["dropout"], c["lr"], c["initialization"]),
@@ -342,15 +370,14 @@ def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction:
                for i, c in enumerate(confs)]
     ours_epoch = {}
     for precision in PRECISIONS:
-        start = time.perf_counter()
+        start = clock(device)
         # one epoch and one (trivial) check, so that each head has a checkpoint to return
-        trained = train_heads(members, x, torch.from_numpy(y), Schedule(max_epochs=1, check_every=1), True,
-                              precision)
-        ours_epoch[precision] = time.perf_counter() - start
+        trained = train_heads(members, x, y_device, Schedule(max_epochs=1, check_every=1), True, precision)
+        ours_epoch[precision] = clock(device) - start
         print(json.dumps({f"ours_epoch_{precision}_s": ours_epoch[precision]}), flush=True)
     # one check on real predictions of a head trained for one epoch
     from evaluation.probes.mlp import predict
-    probs = predict([trained[0].state], x[n_train:n_train + n_valid], True)[0][0].numpy()
+    probs = predict([trained[0].state], x[n_train:n_train + n_valid], True)[0][0].cpu().numpy()
     valid = task.splits["valid"]
     start = time.perf_counter()
     kit_scores(task, ["valid"], probs, y[n_train:n_train + n_valid], None)
@@ -381,8 +408,15 @@ def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction:
     return row
 
 
+def seconds_text(value: float) -> str:
+    """Whole seconds from 10 s up, two significant digits below (GPU epochs take about a second)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     """A short human summary of ``bench_probes.json``."""
+    where = "this CPU" if report["device"] == "cpu" else "this GPU"
+    capped = any(row.get("max_epochs_cap", KIT_MAX_EPOCHS) < KIT_MAX_EPOCHS for row in report["rows"])
     lines = ["# Probe-stage benchmark (`benchmarks/bench_probes.py`)", "", report["machine"], "",
              "## Whole protocol, both sides capped at the same number of epochs", "",
              "| problem | grid points | epoch cap | kit protocol, one config at a time (s) | ours fp32 (s) "
@@ -398,9 +432,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     for row in report["rows"]:
         if row["problem"] == "event_full_size_components":
             lines += ["", "## DCASE 2016-sized event grid (72 x 3000 frames, D = 768): measured parts, extrapolated",
-                      "", f"- one epoch of the 8-point grid: kit protocol {row['reference_epoch_s']:.0f} s "
+                      "", f"- one epoch of the 8-point grid: kit protocol {seconds_text(row['reference_epoch_s'])} s "
                       f"(timed on {row['reference_fraction']:.0%} of the training rows, scaled), "
-                      f"ours fp32 {row['ours_epoch_fp32_s']:.0f} s, ours bf16 {row['ours_epoch_bf16_s']:.0f} s",
+                      f"ours fp32 {seconds_text(row['ours_epoch_fp32_s'])} s, "
+                      f"ours bf16 {seconds_text(row['ours_epoch_bf16_s'])} s",
                       f"- one validation check of the 8 points (post-processing + scoring): kit protocol "
                       f"{row['reference_check_s']:.1f} s, ours {row['ours_check_s']:.2f} s",
                       "- whole grid at the kit's minimum (210 epochs, 21 checks): "
@@ -416,9 +451,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                     f"ours at {row['ours_fp32_fraction_of_fp32_peak']:.0%} (fp32) and "
                     f"{row['ours_bf16_fraction_of_bf16_peak']:.0%} of the bf16 peak (bf16). Every product at the "
                     f"bf16 peak and nothing else would be {row['ceiling_speedup_bf16']:.1f}x the kit protocol: "
-                    "the most any implementation of this protocol can gain on this CPU")
+                    f"the most any implementation of this protocol can gain on {where}")
     lines += ["", "Score differences are ours minus the kit protocol (ours shuffles batches; the kit's order is "
-              "fixed). Full 500-epoch grids were not run on this CPU: see the epoch cap column.", ""]
+              "fixed)." + (f" Full 500-epoch grids were not run on {where}: see the epoch cap column." if capped
+                           else ""), ""]
     write_text_atomic(path, "\n".join(lines))
 
 
@@ -428,14 +464,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-epochs", type=int, help="epoch cap for both implementations [15 at D=768, 3 at D=9216]")
     parser.add_argument("--reference-fraction", type=float, default=0.25,
                         help="share of the DCASE training rows the reference's epoch is timed on")
-    parser.add_argument("--machine", default="CPU, shared 2-core machine (other jobs ran at the same time, so "
-                        "absolute times are inflated; both sides ran under the same conditions).",
-                        help="one line on the machine and its load, written to the markdown summary")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both implementations train")
+    parser.add_argument("--machine", help="one line on the machine and its load, written to the markdown summary "
+                        "[cpu: a shared 2-core CPU; cuda: the GPU's and the host CPU's names]")
     parser.add_argument("--threads", type=int, help="torch threads for both implementations [torch's default]")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
-    parser.add_argument("--name", default="bench_probes", help="<out>/<name>.json and .md (one name per machine)")
+    parser.add_argument("--name", help="<out>/<name>.json and .md, one name per machine (rows of other problems "
+                        "already there are kept) [bench_probes; bench_probes_cuda on cuda]")
     parser.add_argument("--only", choices=["scene768", "scene9216", "event", "event_components"], action="append")
     args = parser.parse_args(argv)
+    require_device(parser, args.device)
+    if not 0 < args.reference_fraction <= 1:
+        parser.error(f"--reference-fraction {args.reference_fraction}: give a share in (0, 1]")
+    cuda = args.device == "cuda"
+    machine = args.machine or (f"{device_name('cuda')} (CUDA {torch.version.cuda}), host CPU {cpu_model()}; both "
+                               "sides trained on the GPU." if cuda else CPU_MACHINE)
+    name = args.name or ("bench_probes_cuda" if cuda else "bench_probes")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -447,22 +491,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "scene9216": (scene_problem(2000, 9216), 8, args.max_epochs or 3)}
         if args.only and "event" in args.only:  # the whole event protocol: hours on a CPU, on request only
             problems["event"] = (event_problem(72, 3000, 768), 8, args.max_epochs or 30)
-    rows = [compare(name, task, points, epochs) for name, (task, points, epochs) in problems.items()
-            if not args.only or name in args.only]
-    if not args.quick and (not args.only or "event_components" in args.only):
-        rows.append(event_components(event_problem(72, 3000, 768), 8, args.reference_fraction))
-    report = {"device": "cpu", "threads": torch.get_num_threads(), "quick": args.quick, "rows": rows,
-              "machine": f"{args.machine} {torch.get_num_threads()} torch thread(s).",
-              "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
-                      "timings are wall-clock on a shared machine"}
     if not args.quick:
-        target = args.out / f"{args.name}.json"
-        previous = json.loads(target.read_text())["rows"] if target.exists() else []
-        names = {row["problem"] for row in rows}
-        report["rows"] = [row for row in previous if row["problem"] not in names  # older schemas are dropped
-                          and ("ours_fp32_s" in row or "ours_epoch_fp32_s" in row)] + rows
+        warm_up(args.device)
+    rows = [compare(problem, task, points, epochs, args.device) for problem, (task, points, epochs) in problems.items()
+            if not args.only or problem in args.only]
+    if not args.quick and (not args.only or "event_components" in args.only):
+        rows.append(event_components(event_problem(72, 3000, 768), 8, args.reference_fraction, args.device))
+    report = {"device": args.device, "device_name": device_name(args.device), "threads": torch.get_num_threads(),
+              "quick": args.quick, "rows": rows, "machine": f"{machine} {torch.get_num_threads()} torch thread(s).",
+              "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
+                      "timings are wall-clock on a shared machine"
+                      + ("; the GPU is synchronised before every clock reading" if cuda else "")}
+    if not args.quick:
+        target = args.out / f"{name}.json"
+        previous = json.loads(target.read_text()) if target.exists() else {"rows": []}
+        if previous.get("device", "cpu") != args.device:  # one file, one machine
+            previous["rows"] = []
+        problems_run = {row["problem"] for row in rows}
+        kept = [row for row in previous["rows"] if row["problem"] not in problems_run
+                and ("ours_fp32_s" in row or "ours_epoch_fp32_s" in row)]  # older schemas are dropped
+        report["rows"] = kept + rows
         write_json_atomic(target, report)
-        write_markdown(report, args.out / f"{args.name}.md")
+        write_markdown(report, args.out / f"{name}.md")
     return report
 
 

@@ -314,3 +314,23 @@ def test_benchmark_flop_count_is_the_analytic_formula(fx, fixtures_dir, hear, ch
     analytic = sum(bench.atst_window_flops(n, cls, 192, 2) for n, cls in windows)
     mel_matmul = 2 * 1311 * 513 * 64  # the front-end's mel filterbank product
     assert counted == analytic + mel_matmul
+
+
+def test_benchmark_cuda_without_a_gpu_is_a_usage_error(monkeypatch, capsys):
+    bench = load_benchmark()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as error:
+        bench.main(["--models", "mel", "--device", "cuda"])
+    assert error.value.code == 2
+    assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
+
+
+def test_benchmark_counts_cuda_attention_kernels():
+    """On CUDA, SDPA runs as flash, memory-efficient or cuDNN attention: torch's flop counter must count each."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    registry = FlopCounterMode(display=False).flop_registry
+    aten = torch.ops.aten
+    for op in (aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_efficient_attention,
+               aten._scaled_dot_product_cudnn_attention):
+        assert op in registry

@@ -37,3 +37,29 @@ def test_epoch_gemm_flops_counts_what_autograd_multiplies():
             head(x).sum().backward()
         counted += counter.get_total_flops()
     assert bench_probes.epoch_gemm_flops(confs, x.shape[0], x.shape[1], n_out) == counted
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(monkeypatch, capsys):
+    import bench_probes
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as error:
+        bench_probes.main(["--quick", "--device", "cuda"])
+    assert error.value.code == 2
+    assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
+
+
+def test_markdown_claims_no_cpu_on_a_gpu_run(tmp_path):
+    import bench_probes
+
+    row = {"problem": "scene768", "grid_points": 8, "max_epochs_cap": 500, "reference_s": 9.0, "ours_fp32_s": 3.0,
+           "ours_bf16_s": 2.0, "speedup_fp32": 3.0, "speedup_bf16": 4.5, "reference_score": 0.5,
+           "ours_fp32_score": 0.5, "ours_bf16_score": 0.5, "score_difference_fp32": 0.0, "score_difference_bf16": 0.0}
+    report = {"device": "cuda", "machine": "NVIDIA H200 (CUDA 13.0), host CPU x; both sides trained on the GPU.",
+              "rows": [row]}
+    bench_probes.write_markdown(report, tmp_path / "full.md")
+    text = (tmp_path / "full.md").read_text()
+    assert "this CPU" not in text and "not run" not in text  # the kit's 500 epochs cap nothing
+    bench_probes.write_markdown({**report, "rows": [{**row, "max_epochs_cap": 15}]}, tmp_path / "capped.md")
+    assert "Full 500-epoch grids were not run on this GPU" in (tmp_path / "capped.md").read_text()
