@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from evaluation.probes.allocator import reuse_freed_memory
 from evaluation.probes.mlp import HeadConfig, HeadState, MLPBank, compute_dtype, predict_bank
 
 # (probabilities [Nv, C], logits [Nv, C]) of one head on its validation rows -> (monitored value, extra)
@@ -195,7 +196,9 @@ def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Sched
     """Train every member; heads of one architecture and training-set size share a bank. Order is kept.
 
     ``precision="bf16"`` casts ``x`` to bfloat16 once and runs the banks' GEMMs in bfloat16 (see ``mlp``).
+    Sets glibc's allocator thresholds for the process on first use (``allocator.reuse_freed_memory``).
     """
+    reuse_freed_memory()
     x = x.to(compute_dtype(precision))
     groups: dict[tuple[Any, int], list[int]] = {}
     for index, member in enumerate(members):
