@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.quick and (not args.only or "event_components" in args.only):
         rows.append(event_components(event_problem(72, 3000, 768), 8, args.reference_fraction, args.device))
     report = {"device": args.device, "device_name": device_name(args.device), "threads": torch.get_num_threads(),
-              "quick": args.quick, "glibc_thresholds_raised": reuse_freed_memory(), "rows": rows, "machine": f"{machine} {torch.get_num_threads()} torch thread(s).",
+              "quick": args.quick, "glibc_thresholds_raised": reuse_freed_memory(), "rows": rows,
+              "machine": f"{machine} {torch.get_num_threads()} torch thread(s).",
               "note": "both implementations are capped at max_epochs_cap epochs per run (same training length); "
                       "timings are wall-clock on a shared machine"
                       + ("; the GPU is synchronised before every clock reading" if cuda else "")}

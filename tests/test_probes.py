@@ -185,6 +185,25 @@ def test_bank_steps_equal_torch_adam_steps(esc):
             torch.testing.assert_close(beta, norm.bias.detach(), rtol=1e-4, atol=1e-5)
 
 
+def test_one_batch_per_head_gives_each_head_what_it_gets_alone(esc):
+    """Heads on different rows ([G, B, D] input: other folds, other seeds): logits and every gradient of each head
+    equal a one-head bank's on that head's rows."""
+    _, x, y = esc
+    states = [MLPBank.init_state(HeadConfig(hidden_layers=2, hidden_dim=64, dropout=0.0), x.shape[1], y.shape[1], i)
+              for i in range(3)]
+    rows = torch.arange(144).view(3, 48)
+    bank = MLPBank(states)
+    logits = bank.forward(x[rows], train=True)
+    bank.loss(logits, y[rows].argmax(dim=-1), multilabel=False).backward()
+    for head, state in enumerate(states):
+        alone = MLPBank([state])
+        expected = alone.forward(x[rows[head]], train=True)
+        alone.loss(expected, y[rows[head]].argmax(dim=-1), multilabel=False).backward()
+        torch.testing.assert_close(logits[head], expected[0], rtol=1e-5, atol=1e-5)
+        for together, single in zip(bank.params, alone.params, strict=True):
+            torch.testing.assert_close(together.grad[head], single.grad[0], rtol=1e-4, atol=1e-6)
+
+
 def test_bf16_bank_keeps_float32_state_and_matches_fp32(esc):
     """bf16 runs the GEMMs only: logits and gradients stay float32 and close to fp32's, Adam state is float32."""
     _, x, y = esc
