@@ -355,8 +355,9 @@ class MLPBank:
 
 
 @torch.no_grad()
-def predict_bank(bank: MLPBank, x: Tensor, multilabel: bool, chunk: int = 16384) -> tuple[Tensor, Tensor]:
-    """Eval-mode ``(probabilities, logits)`` [G, N, C] of every head of a bank on rows ``x`` [N, D]."""
+def predict_bank(bank: MLPBank, x: Tensor, multilabel: bool, chunk: int = 2048) -> tuple[Tensor, Tensor]:
+    """Eval-mode ``(probabilities, logits)`` [G, N, C] of every head of a bank on rows ``x`` [N, D], ``chunk`` rows
+    at a time (activations of a few heads then stay in cache: 16384-row chunks ran at two thirds the speed)."""
     logits = torch.cat([bank.forward(x[i:i + chunk], train=False) for i in range(0, x.shape[0], chunk)], dim=1)
     probabilities = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
     return probabilities, logits
