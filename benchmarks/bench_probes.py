@@ -205,8 +205,9 @@ def kit_fold(task: TaskEmbeddings, split: dict[str, list[str]], device: str) -> 
 
 
 def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str, Any], max_epochs: int, seed: int,
-              fold: dict[str, Rows]) -> tuple[float, int, dict, tuple | None]:
-    """One configuration trained on ``fold`` (:func:`kit_fold` of ``split``), on the device its rows are on."""
+              fold: dict[str, Rows]) -> tuple[float, int, dict, tuple | None, int]:
+    """One configuration trained on ``fold`` (:func:`kit_fold` of ``split``), on the device its rows are on:
+    (best validation value, its epoch, the best state, its post-processing, epochs run)."""
     torch.manual_seed(seed)
     (x_train, y_train), (x_valid, y_valid) = fold["train"], fold["valid"]
     multilabel = task.prediction_type == "multilabel"
@@ -214,8 +215,9 @@ def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str,
     optimizer = torch.optim.Adam(model.parameters(), lr=conf["lr"])
     target = torch.from_numpy(y_train if multilabel else y_train.argmax(1)).to(x_train.device)
     primary = get_score(task.primary_score)
-    best, best_epoch, best_state, best_setting, wait = -math.inf, -1, {}, None, 0
+    best, best_epoch, best_state, best_setting, wait, epochs_run = -math.inf, -1, {}, None, 0, 0
     for epoch in range(min(conf["max_epochs"], max_epochs)):
+        epochs_run = epoch + 1
         model.train()
         for start in range(0, x_train.shape[0], conf["batch_size"]):
             logits = model(x_train[start:start + conf["batch_size"]])
@@ -242,7 +244,7 @@ def kit_train(task: TaskEmbeddings, split: dict[str, list[str]], conf: dict[str,
                 break
     if best_state:  # no check ran (timing runs of one epoch): keep the last weights
         model.load_state_dict(best_state)
-    return best, best_epoch, model.state_dict(), best_setting
+    return best, best_epoch, model.state_dict(), best_setting, epochs_run
 
 
 def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: int, device: str) -> dict[str, Any]:
@@ -255,7 +257,7 @@ def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: 
     trained = [grid[best]] + [kit_train(task, split, confs[best], max_epochs, seed, fold)
                               for split, fold in zip(rotation[1:], folds[1:], strict=True)]
     tests = []
-    for split, fold, (_, _, state, setting) in zip(rotation, folds, trained, strict=True):
+    for split, fold, (_, _, state, setting, _) in zip(rotation, folds, trained, strict=True):
         x, y = fold["test"]
         model = kit_head(confs[best], x.shape[1], y.shape[1]).to(device)
         model.load_state_dict(state)
@@ -265,7 +267,15 @@ def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: 
             probs = (torch.sigmoid(logits) if task.prediction_type == "multilabel" else torch.softmax(logits, -1))
         scores, _ = kit_scores(task, split["test"], probs.cpu().numpy(), y, setting)
         tests.append(scores[task.primary_score])
-    return {"test_scores": tests, "mean": float(np.mean(tests))}
+    head_epochs = sum(result[4] for result in grid) + sum(result[4] for result in trained[1:])
+    return {"test_scores": tests, "mean": float(np.mean(tests)), "head_epochs": head_epochs}
+
+
+def head_epochs(run: dict[str, Any]) -> int:
+    """Epochs trained by every head of one seed's run of ours: the whole grid on the first fold, then the chosen
+    point on the others (the work the kit's protocol does too, so that speed can be compared per epoch)."""
+    folds = list(run["folds"].values())
+    return sum(point["epochs_run"] for point in run["grid"]) + sum(fold["epochs_run"] for fold in folds[1:])
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -284,7 +294,7 @@ def compare(name: str, task: TaskEmbeddings, grid_points: int, max_epochs: int, 
     reference_s = clock(device) - start
     row: dict[str, Any] = {"problem": name, "grid_points": grid_points, "max_epochs_cap": max_epochs,
                            "reference_s": round(reference_s, 2), "reference_score": reference["mean"],
-                           "primary_score": task.primary_score}
+                           "reference_head_epochs": reference["head_epochs"], "primary_score": task.primary_score}
     for precision in PRECISIONS:
         start = clock(device)
         ours = evaluate(task, ProbeConfig(grid_points=grid_points, max_epochs=max_epochs, psds=False,
@@ -294,6 +304,7 @@ def compare(name: str, task: TaskEmbeddings, grid_points: int, max_epochs: int, 
         row[f"speedup_{precision}"] = round(reference_s / seconds, 2)
         row[f"ours_{precision}_score"] = ours.score["mean"]
         row[f"score_difference_{precision}"] = ours.score["mean"] - reference["mean"]
+        row[f"ours_{precision}_head_epochs"] = head_epochs(ours.runs[0])
     print(json.dumps(row), flush=True)
     return row
 
@@ -448,6 +459,12 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                          f"| {row['speedup_bf16']}x | {row['reference_score']:.4f} | {row['ours_fp32_score']:.4f} "
                          f"| {row['ours_bf16_score']:.4f} | {row['score_difference_fp32']:+.4f} "
                          f"| {row['score_difference_bf16']:+.4f} |")
+    counted = [row for row in report["rows"] if "reference_head_epochs" in row]
+    if counted:
+        lines += ["", "Epochs trained by all heads (the grid on the first fold, then the chosen point on the others; "
+                  "early stopping decides them, so the two sides need not do the same work):", ""]
+        lines += [f"- {row['problem']}: kit protocol {row['reference_head_epochs']}, ours fp32 "
+                  f"{row['ours_fp32_head_epochs']}, ours bf16 {row['ours_bf16_head_epochs']}" for row in counted]
     for row in report["rows"]:
         if row["problem"] == "event_full_size_components":
             lines += ["", "## DCASE 2016-sized event grid (72 x 3000 frames, D = 768): measured parts, extrapolated",

@@ -402,8 +402,8 @@ class _Evaluator:
         })
         run = {
             "seed": seed, "selected_hyperparameters": hparams[best],
-            "grid": [{"hyperparameters": h, "validation_score": t.best_value, "epoch": t.epoch}
-                     for h, t in zip(hparams, grid, strict=True)],
+            "grid": [{"hyperparameters": h, "validation_score": t.best_value, "epoch": t.epoch,
+                      "epochs_run": t.epochs_run} for h, t in zip(hparams, grid, strict=True)],
             "folds": folds_json,
         }
         return run, kit, events

@@ -20,8 +20,10 @@ the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4
       "scores": {"<metric>": {"mean", "std", "ci95", "n"}, ...},  # every metric the task lists
       "runs": [{"seed": 0,
                 "selected_hyperparameters": {...},
+                "grid": [{"hyperparameters": {...}, "validation_score": float, "epoch": int,   # hear protocol:
+                          "epochs_run": int}, ...],                                      # every point, fold 0
                 "folds": {"fold00": {"scores": {"<metric>": float}, "validation_score": float,
-                                      "epoch": int, "postprocessing": {...}|null}}}],
+                                      "epoch": int, "epochs_run": int, "postprocessing": {...}|null}}}],
       "timing_s": {"embed": float, "probe": float, "total": float},
       "environment": {"hear_atst", "python", "torch", "numpy", "scikit-learn", "sed_eval", "cpu", "device",
                       "precision"}

@@ -20,6 +20,9 @@ def test_bench_probes_quick_runs_both_implementations():
         assert row["reference_s"] > 0 and row["ours_fp32_s"] > 0 and row["ours_bf16_s"] > 0
         assert 0.0 <= row["reference_score"] <= 1.0
         assert 0.0 <= row["ours_fp32_score"] <= 1.0 and 0.0 <= row["ours_bf16_score"] <= 1.0
+        # epochs trained by every head: at least one validation interval per grid point and per other fold
+        assert row["reference_head_epochs"] >= 3 * (2 + 4 * (row["problem"] == "scene768"))
+        assert row["ours_fp32_head_epochs"] >= 3 * (2 + 4 * (row["problem"] == "scene768"))
 
 
 def test_epoch_gemm_flops_counts_what_autograd_multiplies():

@@ -110,6 +110,9 @@ def test_every_kit_grid_trains_and_selects_one_of_its_points(data_dir, grid, cap
         assert fold["epochs_run"] <= min(chosen["max_epochs"], cap or chosen["max_epochs"])
     for point in run["grid"]:
         assert (point["epoch"] + 1) % point["hyperparameters"]["check_val_every_n_epoch"] == 0
+        assert point["epoch"] < point["epochs_run"] <= min(point["hyperparameters"]["max_epochs"],
+                                                           cap or point["hyperparameters"]["max_epochs"])
+    assert run["grid"][best]["epochs_run"] == run["folds"]["fold00"]["epochs_run"]
     assert 0.2 < result.score["mean"] <= 1.0  # 10 classes: chance is 0.1
 
 
