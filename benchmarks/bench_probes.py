@@ -392,12 +392,12 @@ def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction:
     # One check of the whole grid on each side: every head's eval-mode forward on the validation rows, then
     # post-processing selection and scoring (of one trained head's real predictions, once per grid point).
     from evaluation.probes.mlp import MLPBank, predict_bank
-    valid_rows = torch.arange(n_train, n_train + n_valid, device=device)
+    x_valid = x[n_train:n_train + n_valid].contiguous()  # stacked once, as the kit holds its validation split
     models = [kit_head(conf, x.shape[1], len(vocabulary)).to(device).eval() for conf in confs]
     start = clock(device)
     for model in models:
         with torch.no_grad():
-            torch.sigmoid(model(x[valid_rows])).cpu().numpy()
+            torch.sigmoid(model(x_valid)).cpu().numpy()
     reference_forward = clock(device) - start
     families: dict[Any, list[Any]] = {}
     for result in trained:
@@ -405,7 +405,7 @@ def event_components(task: TaskEmbeddings, grid_points: int, reference_fraction:
     banks = [MLPBank(states, device) for states in families.values()]
     start = clock(device)
     for bank in banks:
-        outputs = predict_bank(bank, x[valid_rows], True)[0].cpu().numpy()
+        outputs = predict_bank(bank, x_valid, True)[0].cpu().numpy()
     ours_forward = clock(device) - start
     probs = outputs[0]
     valid = task.splits["valid"]

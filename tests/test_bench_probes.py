@@ -66,3 +66,16 @@ def test_markdown_claims_no_cpu_on_a_gpu_run(tmp_path):
     assert "this CPU" not in text and "not run" not in text  # the kit's 500 epochs cap nothing
     bench_probes.write_markdown({**report, "rows": [{**row, "max_epochs_cap": 15}]}, tmp_path / "capped.md")
     assert "Full 500-epoch grids were not run on this GPU" in (tmp_path / "capped.md").read_text()
+
+
+def test_event_components_time_both_sides_and_extrapolate_consistently():
+    import bench_probes
+
+    row = bench_probes.event_components(bench_probes.event_problem(5, 200, 16), 2, 0.5, "cpu")
+    for key in ("reference_epoch_s", "reference_check_s", "ours_check_s", "ours_epoch_fp32_s", "ours_epoch_bf16_s"):
+        assert row[key] > 0
+    for label, epochs in (("min", 210), ("max", 500)):
+        reference = epochs * row["reference_epoch_s"] + epochs // 10 * row["reference_check_s"]
+        assert row[f"extrapolated_{label}_reference_s"] == pytest.approx(reference)
+        assert row[f"extrapolated_{label}_speedup_fp32"] == pytest.approx(
+            reference / row[f"extrapolated_{label}_ours_fp32_s"])
