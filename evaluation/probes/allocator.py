@@ -5,10 +5,10 @@ float32) and, with wide embeddings, weight gradients of hundreds of MB (8 heads 
 glibc serves blocks above its mmap threshold (adaptive, never above 32 MiB) with fresh mmaps and hands them back on
 free, so each such tensor is paid again in page faults and kernel zeroing. On the 2-core AMD EPYC, a DCASE-sized
 step of 8 one-hidden-layer heads (D = 768) took 325 ms this way and 210 ms with these thresholds (the matrix
-products alone need ~205 ms); at D = 9216 a step took 2.17 s (fp32) / 1.08 s (bf16) with a 256 MiB threshold and
-1.88 s / 0.90 s with 1 GiB. Blocks from ``MMAP_THRESHOLD`` up (large embedding matrices) still get their own
-mapping and go back to the system when freed; up to ``TRIM_THRESHOLD`` of free memory stays at the heap's top
-for reuse instead of going back (the process's resident size can stay that much above what it uses).
+products alone need ~140 ms at the fp32 peak); at D = 9216 a step took 2.17 s (fp32) / 1.08 s (bf16) with a
+256 MiB threshold and 1.88 s / 0.90 s with 1 GiB. Blocks from ``MMAP_THRESHOLD`` up (large embedding matrices)
+still get their own mapping and go back to the system when freed; up to ``TRIM_THRESHOLD`` of free memory stays at
+the heap's top for reuse instead of going back (the process's resident size can stay that much above what it uses).
 """
 
 from __future__ import annotations
