@@ -96,6 +96,11 @@ def _columns(tensor: Tensor, head: int, width: int) -> Tensor:
     return tensor[:, head * width:(head + 1) * width]
 
 
+def _output_block(tensor: Tensor, head: int, width: int, side_by_side: bool) -> Tensor:
+    """Head ``head``'s block of a layer output: columns of [B, G*width], or the slice of [G, B, width]."""
+    return _columns(tensor, head, width) if side_by_side else tensor[head]
+
+
 class _FirstLinear(torch.autograd.Function):
     """``x @ W_g.T + b_g`` for every head g, GEMMs in ``dtype``; output float32 ``[B, G*out]``.
 
@@ -147,15 +152,10 @@ class _HeadsLinear(torch.autograd.Function):
         a_c, w_c = a.to(dtype), weight.to(dtype)
         ctx.save_for_backward(a_c, w_c)
         ctx.dtype, ctx.side_by_side = dtype, side_by_side
-        if side_by_side:
-            z = a.new_empty((rows, g * out), dtype=dtype)
-            for head in range(g):
-                torch.mm(_columns(a_c, head, in_dim), w_c[head], out=_columns(z, head, out))
-            return z.to(torch.float32).add_(bias.view(-1))
-        z = a.new_empty((g, rows, out), dtype=dtype)
+        z = a.new_empty((rows, g * out) if side_by_side else (g, rows, out), dtype=dtype)
         for head in range(g):
-            torch.mm(_columns(a_c, head, in_dim), w_c[head], out=z[head])
-        return z.to(torch.float32).add_(bias[:, None, :])
+            torch.mm(_columns(a_c, head, in_dim), w_c[head], out=_output_block(z, head, out, side_by_side))
+        return z.to(torch.float32).add_(bias.view(-1) if side_by_side else bias[:, None, :])
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
@@ -166,7 +166,7 @@ class _HeadsLinear(torch.autograd.Function):
         grad_a = torch.empty_like(a_c)
         grad_w = torch.empty_like(w_c)
         for head in range(g):
-            grad_head = _columns(grad_c, head, out) if ctx.side_by_side else grad_c[head]
+            grad_head = _output_block(grad_c, head, out, ctx.side_by_side)
             torch.mm(grad_head, w_c[head].t(), out=_columns(grad_a, head, in_dim))
             torch.mm(_columns(a_c, head, in_dim).t(), grad_head, out=grad_w[head])
         return grad_a.to(torch.float32), grad_w.to(torch.float32), grad_bias, None, None
