@@ -109,6 +109,9 @@ def eval_command(
         "config uses 3e-5).")] = None,
     no_shuffle: Annotated[bool, typer.Option(
         "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour).")] = False,
+    stop_on_non_finite: Annotated[bool, typer.Option(
+        "--stop-on-non-finite", help="End a head's training at its first NaN or infinite validation score (the HEAR "
+        "kit's early stopping); by default training goes on.")] = False,
     device: DeviceOpt = Device.cpu,
     precision: PrecisionOpt = Precision.fp32,
     probe_precision: Annotated[Precision, typer.Option(
@@ -127,7 +130,8 @@ def eval_command(
         raise typer.Exit(USAGE_ERROR)
     lr = {} if linear_lr is None else {"linear_lr": linear_lr}
     probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
-                        grid=grid.value, device=device.value, precision=probe_precision.value, **lr)
+                        stop_on_non_finite=stop_on_non_finite, grid=grid.value, device=device.value,
+                        precision=probe_precision.value, **lr)
     outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
                                     probe=probe, log=_log))
     _log(f"results: {outcome.results_path}")

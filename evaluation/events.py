@@ -126,13 +126,15 @@ def select_postprocessing(
     layout: FrameLayout, probabilities: np.ndarray, reference: EventMap, labels: Sequence[Any],
     settings: Sequence[Setting], score: ScoreSpec, backend: str = "fast",
 ) -> tuple[Setting, float]:
-    """The best setting by the primary score (NaN counts as 0, ties -> the kit's descending tuple order)."""
-    candidates = []
+    """The best setting by the primary score, and that setting's score as computed (the kit's monitored value).
+
+    Selection counts a NaN score as 0 and breaks ties by the kit's descending tuple order; the returned value is the
+    chosen setting's own score, NaN included (the kit logs the recomputed score, not the 0 it sorted by)."""
+    candidates, raw = [], {}
     for setting, predicted in layout.events_for_settings(probabilities, labels, settings).items():
-        value = next(iter(score.event(predicted, reference, labels, backend).values()))
-        if math.isnan(value):
-            value = 0.0
+        raw[setting] = next(iter(score.event(predicted, reference, labels, backend).values()))
+        value = 0.0 if math.isnan(raw[setting]) else raw[setting]
         candidates.append((value if score.maximize else -value, setting))
     candidates.sort(reverse=True)
-    best_value, best_setting = candidates[0]
-    return best_setting, best_value if score.maximize else -best_value
+    best_setting = candidates[0][1]
+    return best_setting, raw[best_setting]

@@ -42,11 +42,13 @@ PSDS_THRESHOLDS = np.arange(1 / 100, 1, 1 / 50)  # 50 operating points 0.01 .. 0
 
 @dataclass
 class ProbeConfig:
-    """How to probe. ``shuffle=False`` reproduces the kit's never-shuffled training batches."""
+    """How to probe. ``shuffle=False`` reproduces the kit's never-shuffled training batches and
+    ``stop_on_non_finite=True`` its early stop at a NaN or infinite validation score (both off by default)."""
 
     protocol: str = "hear"  # "hear" | "linear"
     seeds: list[int] = field(default_factory=lambda: [0])
     shuffle: bool = True
+    stop_on_non_finite: bool = False
     grid_points: int = 8
     grid: str = "default"  # the kit's "default" | "fast" | "faster"
     device: str = "cpu"
@@ -78,6 +80,7 @@ class ProbeConfig:
             parts += [f"lr={self.linear_lr:g}"] * (self.linear_lr != default.linear_lr)
             parts += [f"wd={self.linear_weight_decay:g}"] * (self.linear_weight_decay != default.linear_weight_decay)
         parts += ["kit-order"] * (not self.shuffle)
+        parts += ["stop-non-finite"] * self.stop_on_non_finite
         parts += [f"precision={self.precision}"] * (self.precision != default.precision)
         parts += [f"max-epochs={self.max_epochs}"] * (self.max_epochs is not None)
         return "-".join(parts)
@@ -247,28 +250,31 @@ class _Evaluator:
         config = self.config
         if config.protocol == "linear":
             head = linear_head(config.linear_lr, config.linear_weight_decay)
-            schedule = linear_schedule(n_train, self.maximize, shuffle=config.shuffle)
+            schedule = linear_schedule(n_train, self.maximize)
             hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
                         "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
                         "patience": schedule.patience}]
-            return hparams, [head], [self._capped(schedule)]
+            return hparams, [head], [self._with_run_settings(schedule)]
         hparams = sample_grid(self.metadata, config.grid_points, config.grid)
         heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
                             lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
                  for h in hparams]
-        schedules = [self._capped(Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
-                                           h["batch_size"], config.shuffle, self.maximize)) for h in hparams]
+        schedules = [self._with_run_settings(Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
+                                                      h["batch_size"], maximize=self.maximize)) for h in hparams]
         return hparams, heads, schedules
 
-    def _capped(self, schedule: Schedule) -> Schedule:
-        """``schedule`` with ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
-        if self.config.max_epochs is None:
+    def _with_run_settings(self, schedule: Schedule) -> Schedule:
+        """A grid point's ``schedule`` under this run's settings: batch order, the kit's stop on non-finite values,
+        and ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
+        config = self.config
+        schedule = dataclasses.replace(schedule, shuffle=config.shuffle, stop_on_non_finite=config.stop_on_non_finite)
+        if config.max_epochs is None:
             return schedule
-        if self.config.max_epochs < schedule.check_every:
+        if config.max_epochs < schedule.check_every:
             raise ValueError(
-                f"max_epochs={self.config.max_epochs} is below this grid point's validation interval "
+                f"max_epochs={config.max_epochs} is below this grid point's validation interval "
                 f"({schedule.check_every} epochs): no validation would run; cap at {schedule.check_every} or more")
-        return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, self.config.max_epochs))
+        return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, config.max_epochs))
 
     def _validator(self, fold: _Fold):
         targets = fold.y[fold.valid_rows]
@@ -459,7 +465,8 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
     primary = task.primary_score
     return TaskResult(
         task_name=task.task_name,
-        protocol={"name": config.protocol, "shuffle": config.shuffle, "seeds": list(config.seeds),
+        protocol={"name": config.protocol, "shuffle": config.shuffle,
+                  "stop_on_non_finite": config.stop_on_non_finite, "seeds": list(config.seeds),
                   "grid_points": config.grid_points if config.protocol == "hear" else None,
                   "grid": config.grid if config.protocol == "hear" else None, "precision": config.precision},
         primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy.ndimage import median_filter
@@ -89,6 +91,17 @@ def test_selection_prefers_the_better_setting_and_breaks_ties_like_the_kit():
     best, value = select_postprocessing(layout, probabilities, reference, LABELS, settings,
                                         SCORES["event_onset_200ms_fms"])
     assert best == settings[1] and value == 1.0
+
+
+@pytest.mark.parametrize("backend", ["fast", "sed_eval"])
+def test_selection_counts_nan_as_zero_but_returns_the_score_as_computed(backend):
+    """Nothing detected: every setting's F-measure is NaN; the kit sorts by 0 but logs the recomputed NaN."""
+    layout = FrameLayout.from_rows(["f.wav"] * len(TIMES), TIMES)
+    reference = {"f.wav": [{"label": "a", "start": 200.0, "end": 400.0}]}
+    settings = postprocessing_settings({})
+    best, value = select_postprocessing(layout, frames(), reference, LABELS, settings,
+                                        SCORES["event_onset_200ms_fms"], backend)
+    assert best == settings[1] and math.isnan(value)  # ties at 0 -> the kit's descending tuple order
 
 
 @pytest.mark.parametrize("backend", ["fast", "sed_eval"])

@@ -285,6 +285,25 @@ def test_a_head_whose_validation_is_always_nan_keeps_its_first_checked_state(esc
     assert (finite_later.best_value, finite_later.epoch) == (0.25, 8)
 
 
+@pytest.mark.parametrize("stop", [False, True])
+def test_the_kit_stop_on_a_non_finite_value_is_an_option(esc, stop):
+    """Lightning's EarlyStopping(check_finite=True) ends the run at a NaN check; the checkpoint rule is unchanged."""
+    _, x, y = esc
+    schedule = Schedule(max_epochs=12, check_every=3, patience=5, batch_size=64, shuffle=False, stop_on_non_finite=stop)
+    members = _linear_members(esc, 0) + _linear_members(esc, 0) + _linear_members(esc, 0)
+    sequences = ([0.5, math.nan, 0.9, 0.95], [math.nan, 0.25, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8])
+    for member, values in zip(members, map(iter, sequences), strict=True):
+        member.validate = lambda p, lg, values=values: (next(values), None)
+    nan_second, nan_first, finite = train_heads(members, x, y, schedule, False)
+    if stop:
+        assert (nan_second.best_value, nan_second.epoch, nan_second.epochs_run) == (0.5, 2, 6)
+        assert (nan_first.best_value, nan_first.epoch, nan_first.epochs_run) == (-math.inf, 2, 3)
+    else:
+        assert (nan_second.best_value, nan_second.epoch, nan_second.epochs_run) == (0.95, 11, 12)
+        assert (nan_first.best_value, nan_first.epoch, nan_first.epochs_run) == (0.4, 11, 12)
+    assert (finite.best_value, finite.epoch, finite.epochs_run) == (0.8, 11, 12)
+
+
 def test_shuffle_flag_changes_batches_and_compat_mode_ignores_the_stream(esc):
     _, x, y = esc
     runs = {}
@@ -307,8 +326,8 @@ def test_seeds_reproduce_bit_identically_and_differ_between_seeds(esc):
 
 def test_linear_probe_learns_esc10(esc):
     result = evaluate(esc[0], ProbeConfig(protocol="linear", linear_lr=1e-3, max_epochs=60))
-    assert result.protocol == {"name": "linear", "shuffle": True, "seeds": [0], "grid_points": None, "grid": None,
-                               "precision": "fp32"}
+    assert result.protocol == {"name": "linear", "shuffle": True, "stop_on_non_finite": False, "seeds": [0],
+                               "grid_points": None, "grid": None, "precision": "fp32"}
     assert result.score["n"] == 5
     assert result.score["mean"] > 0.35  # chance is 0.1; 120 training clips per fold
     assert result.runs[0]["selected_hyperparameters"]["batch_size"] == 120  # min(200, n_train)

@@ -211,6 +211,7 @@ def test_probe_run_names_separate_protocols_and_settings() -> None:
     assert ProbeConfig(seeds=[0, 1, 2]).run_name == "hear"  # seeds: a rerun replaces the run
     assert ProbeConfig(grid="fast", precision="bf16").run_name == "hear-grid=fast-precision=bf16"
     assert ProbeConfig(shuffle=False, max_epochs=40, grid_points=1).run_name == "hear-points=1-kit-order-max-epochs=40"
+    assert ProbeConfig(shuffle=False, stop_on_non_finite=True).run_name == "hear-kit-order-stop-non-finite"
     assert ProbeConfig(protocol="linear", linear_lr=1e-3).run_name == "linear-lr=0.001"
 
 

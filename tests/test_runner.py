@@ -44,7 +44,7 @@ def without_run_details(results: dict) -> dict:
 
 def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path, tmp_path: Path):
     code, stdout, stderr = invoke(*eval_args("esc50", esc10_task.parent, tmp_path, "--protocol", "linear",
-                                             "--probe-precision", "bf16"))
+                                             "--probe-precision", "bf16", "--no-shuffle", "--stop-on-non-finite"))
     assert code == 0, stderr
     match = SUMMARY.match(stdout.strip().splitlines()[-1])
     assert match, stdout
@@ -53,13 +53,14 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path,
     assert 0.3 < float(mean) < 0.95  # 10 classes: chance is 0.1
     assert 0.0 < float(std) < 0.2
 
-    out = tmp_path / "results" / "mel" / esc10_task.name / "linear-precision=bf16"
+    out = tmp_path / "results" / "mel" / esc10_task.name / "linear-kit-order-stop-non-finite-precision=bf16"
     results = read_results(out / "results.json")
     assert results["model"] == {"id": "mel", "name": "mel", "module": "hear_atst.mel", "options": {},
                                 "weights": None, "weights_sha256": None}
     assert results["task"]["folder"] == esc10_task.name and results["task"]["split_mode"] == "presplit_kfold"
     assert results["protocol"]["name"] == "linear" and results["protocol"]["seeds"] == [0]
     assert results["protocol"]["precision"] == "bf16"
+    assert (results["protocol"]["shuffle"], results["protocol"]["stop_on_non_finite"]) == (False, True)
     assert results["primary_score"] == "top1_acc" and results["higher_is_better"] is True
     score = results["score"]
     assert score["n"] == 5 and f"{score['mean']:.4f}" == mean and f"{score['std']:.4f}" == std
@@ -305,8 +306,8 @@ def test_esc10_five_fold_chain_with_the_hear_protocol(model: str, low: float, hi
     """ESC-10 (5 folds) with the kit's protocol (grid of 8 on fold 0, 500 epochs max), twice: sane and identical."""
     first, second = _chain_twice(model, esc10_task, tmp_path, ProbeConfig(seeds=[0]))
     assert first == second
-    assert first["protocol"] == {"name": "hear", "shuffle": True, "seeds": [0], "grid_points": 8, "grid": "default",
-                                 "precision": "fp32"}
+    assert first["protocol"] == {"name": "hear", "shuffle": True, "stop_on_non_finite": False, "seeds": [0],
+                                 "grid_points": 8, "grid": "default", "precision": "fp32"}
     assert low < first["score"]["mean"] < high and first["score"]["n"] == 5
 
 

@@ -30,10 +30,10 @@ def linear_head(lr: float = LINEAR_LR, weight_decay: float = LINEAR_WEIGHT_DECAY
                       hidden_norm="Identity", weight_decay=weight_decay)
 
 
-def linear_schedule(n_train: int, maximize: bool, shuffle: bool = True, epochs: int = LINEAR_EPOCHS,
-                    patience: int = LINEAR_PATIENCE) -> Schedule:
+def linear_schedule(n_train: int, maximize: bool, epochs: int = LINEAR_EPOCHS, patience: int = LINEAR_PATIENCE
+                    ) -> Schedule:
     return Schedule(max_epochs=epochs, check_every=1, patience=patience, batch_size=min(LINEAR_BATCH, n_train),
-                    shuffle=shuffle, maximize=maximize)
+                    maximize=maximize)
 
 
 def standardize(x: Tensor, train_rows: np.ndarray) -> Tensor:

@@ -9,9 +9,10 @@ epochs); the test uses the best checkpoint. ``epoch`` is reported 0-based, as th
 Differences from the kit, deliberate and tested: training rows are reshuffled every epoch unless
 ``shuffle=False`` (the kit never shuffles: its shuffle test compares a list with the string "train");
 a NaN monitored value counts as the worst value (-inf when maximising), as Lightning's ModelCheckpoint records it,
-so a head whose every check is NaN keeps its first checked state (Lightning's EarlyStopping would also stop the
-run there; here it trains on, and a later finite value improves on it); a final batch of one row is
-dropped when heads have BatchNorm (Lightning would crash); heads sharing a bank see the same batch order.
+so a head whose every check is NaN keeps its first checked state, and training goes on (a later finite value
+improves on it), whereas the kit's EarlyStopping (``check_finite=True``) ends the run at the first NaN or infinite
+value: ``Schedule.stop_on_non_finite=True`` reproduces that; a final batch of one row is dropped when heads have
+BatchNorm (Lightning would crash); heads sharing a bank see the same batch order.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Schedule:
     batch_size: int = 1024
     shuffle: bool = True
     maximize: bool = True
+    stop_on_non_finite: bool = False  # the kit's EarlyStopping: a NaN or infinite monitored value ends the run
 
 
 @dataclass
@@ -150,16 +152,19 @@ class _BankRun:
             member_index = self.live[head]
             value, extra = self.members[member_index].validate(probabilities, logits)
             self.history[member_index].append((epoch, value))
+            finite = math.isfinite(value)
             if math.isnan(value):
                 value = -math.inf if self.schedule.maximize else math.inf
             best = self.best[member_index]
-            if best is None or _improved(value, best.best_value, self.schedule.maximize):
+            improved = best is None or _improved(value, best.best_value, self.schedule.maximize)
+            if improved:
                 self.best[member_index] = Trained(self.bank.export(head), value, epoch, extra, epoch + 1)
                 self.wait[member_index] = 0
             else:
                 self.wait[member_index] += 1
-                if self.wait[member_index] >= self.schedule.patience:
-                    stopped.append(head)
+            patience_spent = not improved and self.wait[member_index] >= self.schedule.patience
+            if patience_spent or (self.schedule.stop_on_non_finite and not finite):
+                stopped.append(head)
         if stopped:
             for head in stopped:
                 self._finish(self.live[head], epoch + 1)
