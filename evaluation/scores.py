@@ -40,7 +40,11 @@ def chroma_acc(predictions: np.ndarray, targets: np.ndarray) -> float:
 
 
 def mean_average_precision(predictions: np.ndarray, targets: np.ndarray) -> float:
-    """Macro average precision (sklearn ``average_precision_score(average="macro")``)."""
+    """Macro average precision (sklearn ``average_precision_score(average="macro")``); NaN when a class has no
+    positive row, as under the scikit-learn of the kit's runs (< 1.1 divided 0 by 0; later versions score such a
+    class 0, which would pull the mean down)."""
+    if not np.asarray(targets).any(axis=0).all():
+        return math.nan
     return float(average_precision_score(targets, predictions, average="macro"))
 
 
