@@ -79,3 +79,18 @@ def test_event_components_time_both_sides_and_extrapolate_consistently():
         assert row[f"extrapolated_{label}_reference_s"] == pytest.approx(reference)
         assert row[f"extrapolated_{label}_speedup_fp32"] == pytest.approx(
             reference / row[f"extrapolated_{label}_ours_fp32_s"])
+
+
+def test_probe_epochs_quick_counts_every_heads_epochs(tmp_path):
+    import probe_epochs
+
+    report = probe_epochs.main(["--quick", "--dims", "16", "--seeds", "0", "1", "--out", str(tmp_path)])
+    assert [(row["order"], row["seed"]) for row in report["rows"]] == [("kit (fixed)", 0), ("shuffled", 0),
+                                                                         ("shuffled", 1)]
+    for row in report["rows"]:
+        # 8 grid points on the first fold, then the chosen point on 4 more folds; 6 epochs at most each
+        assert len(row["grid_epochs"]) == 8 and len(row["fold_epochs"]) == 5
+        assert row["head_epochs"] == sum(row["grid_epochs"]) + sum(row["fold_epochs"][1:]) <= 6 * 12
+        assert 0.0 <= row["score"] <= 1.0
+    probe_epochs.write_markdown(report, tmp_path / "epochs.md")
+    assert "| 16 | kit (fixed) | 0 |" in (tmp_path / "epochs.md").read_text()
