@@ -267,8 +267,9 @@ def kit_protocol(task: TaskEmbeddings, grid_points: int, max_epochs: int, seed: 
             probs = (torch.sigmoid(logits) if task.prediction_type == "multilabel" else torch.softmax(logits, -1))
         scores, _ = kit_scores(task, split["test"], probs.cpu().numpy(), y, setting)
         tests.append(scores[task.primary_score])
-    head_epochs = sum(result[4] for result in grid) + sum(result[4] for result in trained[1:])
-    return {"test_scores": tests, "mean": float(np.mean(tests)), "head_epochs": head_epochs}
+    grid_epochs, fold_epochs = [result[4] for result in grid], [result[4] for result in trained]
+    return {"test_scores": tests, "mean": float(np.mean(tests)), "grid_epochs": grid_epochs,
+            "fold_epochs": fold_epochs, "head_epochs": sum(grid_epochs) + sum(fold_epochs[1:])}
 
 
 def head_epochs(run: dict[str, Any]) -> int:

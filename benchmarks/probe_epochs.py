@@ -1,30 +1,37 @@
 """How much training does early stopping decide? Epochs and scores of the HEAR grid under the kit's fixed batch order
-and under shuffled batches with several seeds, on bench_probes' ESC-50-sized problems (2000 clips, 5 folds).
+and under shuffled batches with several seeds, on bench_probes' ESC-50-sized problems (2000 clips, 5 folds), and of
+bench_probes' plain one-configuration-at-a-time implementation of the kit's protocol (fp32) with several seeds.
 
 Wall-time ratios between two runs of the protocol mix speed with how long early stopping lets each head train; this
 measures the second part alone: for every run, the epochs trained by all heads (the grid on the first fold, then the
 chosen point on the other folds; ``bench_probes.head_epochs``) and the mean test score. The runs differ only in
 their seed (initialisation, batch order, dropout draws), so the spread between them is what chance does to the work.
+Epoch counts do not depend on the machine's load, so rows from several invocations can be merged (``--append``).
 
-    python benchmarks/probe_epochs.py [--dims 768 9216] [--seeds 0 1 2 3] [--precision bf16] [--quick]
-        [--out results] [--name probe_epochs]  ->  <out>/<name>.json and .md
+    python benchmarks/probe_epochs.py [--dims 768 9216] [--fixed-seeds 0] [--seeds 0 1 2 3] [--kit-seeds 0]
+        [--precision bf16] [--quick] [--append] [--out results] [--name probe_epochs]  ->  <out>/<name>.json and .md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_probes import head_epochs, scene_problem
+from bench_probes import KIT_MAX_EPOCHS, head_epochs, kit_protocol, scene_problem
 
 from evaluation.environment import cpu_model
 from evaluation.probes.allocator import reuse_freed_memory
 from evaluation.protocol import ProbeConfig, evaluate
 from evaluation.results import write_json_atomic
 from hear_atst.atomic import write_text_atomic
+
+OURS, KIT = "ours", "kit protocol"
+GRID_POINTS = 8
+SOURCE = f"{time.strftime('%Y-%m-%d')}, benchmarks/probe_epochs.py"
 
 
 def one_run(task: Any, dim: int, shuffle: bool, seed: int, precision: str, max_epochs: int | None
@@ -34,38 +41,67 @@ def one_run(task: Any, dim: int, shuffle: bool, seed: int, precision: str, max_e
     result = evaluate(task, ProbeConfig(seeds=[seed], shuffle=shuffle, precision=precision, psds=False,
                                         max_epochs=max_epochs))
     run = result.runs[0]
-    return {"dim": dim, "order": "shuffled" if shuffle else "kit (fixed)", "seed": seed, "precision": precision,
-            "head_epochs": head_epochs(run), "score": result.score["mean"],
+    return {"dim": dim, "implementation": OURS, "order": "shuffled" if shuffle else "kit (fixed)", "seed": seed,
+            "precision": precision, "head_epochs": head_epochs(run), "score": result.score["mean"],
             "grid_epochs": [point["epochs_run"] for point in run["grid"]],
             "fold_epochs": [fold["epochs_run"] for fold in run["folds"].values()],
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1), "source": SOURCE}
+
+
+def kit_run(task: Any, dim: int, seed: int, max_epochs: int) -> dict[str, Any]:
+    """One run of the kit's protocol, one configuration at a time in fp32 (``bench_probes.kit_protocol``)."""
+    start = time.perf_counter()
+    result = kit_protocol(task, GRID_POINTS, max_epochs, seed, "cpu")
+    return {"dim": dim, "implementation": KIT, "order": "kit (fixed)", "seed": seed, "precision": "fp32",
+            "head_epochs": result["head_epochs"], "score": result["mean"], "grid_epochs": result["grid_epochs"],
+            "fold_epochs": result["fold_epochs"], "seconds": round(time.perf_counter() - start, 1), "source": SOURCE}
+
+
+def merge_rows(previous: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``previous`` with ``rows`` added; a new row replaces an old one of the same D, implementation, order, seed and
+    precision. Sorted by D, then implementation (ours first), order and seed."""
+    def key(row: dict[str, Any]) -> tuple:
+        return row["dim"], row["implementation"] != OURS, row["order"], row["seed"], row["precision"]
+    merged = {key(row): row for row in previous}
+    merged.update({key(row): row for row in rows})
+    return [merged[k] for k in sorted(merged)]
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     lines = ["# Early stopping and the work it decides (`benchmarks/probe_epochs.py`)", "", report["machine"], "",
-             "| D | batch order | seed | head-epochs | test score (mean of 5 folds) | epochs per grid point |",
-             "|---|---|---|---:|---:|---|"]
+             "| D | implementation | batch order | precision | seed | head-epochs | test score (mean of 5 folds) "
+             "| epochs per grid point |", "|---|---|---|---|---|---:|---:|---|"]
     for row in report["rows"]:
-        lines.append(f"| {row['dim']} | {row['order']} | {row['seed']} | {row['head_epochs']} | {row['score']:.4f} "
-                     f"| {' '.join(map(str, row['grid_epochs']))} |")
-    for dim in sorted({row["dim"] for row in report["rows"]}):
-        shuffled = [row for row in report["rows"] if row["dim"] == dim and row["order"] == "shuffled"]
-        if len(shuffled) > 1:
-            epochs = np.array([row["head_epochs"] for row in shuffled], dtype=float)
-            scores = np.array([row["score"] for row in shuffled])
-            lines.append(f"\nD = {dim}, shuffled, {len(shuffled)} seeds: head-epochs {epochs.mean():.0f} "
-                         f"(min {epochs.min():.0f}, max {epochs.max():.0f}, std {epochs.std(ddof=1):.0f}); "
-                         f"score {scores.mean():.4f} (min {scores.min():.4f}, max {scores.max():.4f})")
-    lines += ["", report["note"], ""]
+        lines.append(f"| {row['dim']} | {row['implementation']} | {row['order']} | {row['precision']} | {row['seed']} "
+                     f"| {row['head_epochs']} | {row['score']:.4f} | {' '.join(map(str, row['grid_epochs']))} |")
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in report["rows"]:
+        groups.setdefault((row["dim"], row["implementation"], row["order"], row["precision"]), []).append(row)
+    for (dim, implementation, order, precision), rows in groups.items():
+        if len(rows) > 1:
+            epochs = np.array([row["head_epochs"] for row in rows], dtype=float)
+            scores = np.array([row["score"] for row in rows])
+            lines.append(f"\nD = {dim}, {implementation}, {order}, {precision}, {len(rows)} seeds: head-epochs "
+                         f"{epochs.mean():.0f} (min {epochs.min():.0f}, max {epochs.max():.0f}, std "
+                         f"{epochs.std(ddof=1):.0f}); score {scores.mean():.4f} (min {scores.min():.4f}, max "
+                         f"{scores.max():.4f})")
+    sources = sorted({row["source"] for row in report["rows"]})
+    lines += ["", report["note"], "", "Rows measured: " + "; ".join(sources) + ".", ""]
     write_text_atomic(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[768, 9216])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="shuffled runs' seeds")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--fixed-seeds", type=int, nargs="*", default=[0],
+                        help="seeds of our runs in the kit's fixed batch order")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3], help="seeds of our shuffled runs")
+    parser.add_argument("--kit-seeds", type=int, nargs="*", default=[0],
+                        help="seeds of the kit protocol's runs (fp32, one configuration at a time)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="our probe GEMMs")
     parser.add_argument("--quick", action="store_true", help="a tiny problem and 6 epochs: seconds (smoke test)")
+    parser.add_argument("--append", action="store_true",
+                        help="merge the rows into <out>/<name>.json instead of replacing it")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     parser.add_argument("--name", default="probe_epochs")
     args = parser.parse_args(argv)
@@ -74,15 +110,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for dim in args.dims:
         task = scene_problem(200, dim, n_classes=5) if args.quick else scene_problem(2000, dim)
         max_epochs = 6 if args.quick else None
-        rows.append(one_run(task, dim, False, 0, args.precision, max_epochs))
+        rows += [one_run(task, dim, False, seed, args.precision, max_epochs) for seed in args.fixed_seeds]
         rows += [one_run(task, dim, True, seed, args.precision, max_epochs) for seed in args.seeds]
-    report = {"machine": f"{cpu_model()}; probe GEMMs in {args.precision}.", "rows": rows,
-              "note": "Runs of one D differ in their seed (initialisation, batch order, dropout draws); the fixed-"
-                      "order run uses seed 0, so it differs from the shuffled seed-0 run in batch order alone. The "
-                      "kit's protocol run one configuration at a time trained 1704 head-epochs at D = 9216 "
-                      "(results/bench_probes_amd_epyc_full500)."}
+        rows += [kit_run(task, dim, seed, max_epochs or KIT_MAX_EPOCHS) for seed in args.kit_seeds]
+    target = args.out / f"{args.name}.json"
+    if args.append and target.exists():
+        rows = merge_rows(json.loads(target.read_text())["rows"], rows)
+    report = {"machine": f"{cpu_model()}; our probe GEMMs in {args.precision}, the kit protocol's in fp32.",
+              "rows": rows,
+              "note": "Runs of one D and implementation differ in their seed (initialisation, batch order, dropout "
+                      "draws); our fixed-order and shuffled runs of one seed differ in batch order alone. The kit "
+                      "protocol's seed s seeds its grid point i with s + i and its other folds with s (bench_probes' "
+                      "kit_protocol); it never shuffles. Times are wall-clock and not comparable between rows."}
     if not args.quick:
-        write_json_atomic(args.out / f"{args.name}.json", report)
+        write_json_atomic(target, report)
         write_markdown(report, args.out / f"{args.name}.md")
     return report
 

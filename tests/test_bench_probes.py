@@ -84,13 +84,31 @@ def test_event_components_time_both_sides_and_extrapolate_consistently():
 def test_probe_epochs_quick_counts_every_heads_epochs(tmp_path):
     import probe_epochs
 
-    report = probe_epochs.main(["--quick", "--dims", "16", "--seeds", "0", "1", "--out", str(tmp_path)])
-    assert [(row["order"], row["seed"]) for row in report["rows"]] == [("kit (fixed)", 0), ("shuffled", 0),
-                                                                         ("shuffled", 1)]
+    report = probe_epochs.main(["--quick", "--dims", "16", "--seeds", "0", "1", "--kit-seeds", "3",
+                                "--out", str(tmp_path)])
+    assert [(row["implementation"], row["order"], row["seed"]) for row in report["rows"]] == [
+        ("ours", "kit (fixed)", 0), ("ours", "shuffled", 0), ("ours", "shuffled", 1),
+        ("kit protocol", "kit (fixed)", 3)]
+    assert report["rows"][-1]["precision"] == "fp32"
     for row in report["rows"]:
         # 8 grid points on the first fold, then the chosen point on 4 more folds; 6 epochs at most each
         assert len(row["grid_epochs"]) == 8 and len(row["fold_epochs"]) == 5
         assert row["head_epochs"] == sum(row["grid_epochs"]) + sum(row["fold_epochs"][1:]) <= 6 * 12
         assert 0.0 <= row["score"] <= 1.0
     probe_epochs.write_markdown(report, tmp_path / "epochs.md")
-    assert "| 16 | kit (fixed) | 0 |" in (tmp_path / "epochs.md").read_text()
+    text = (tmp_path / "epochs.md").read_text()
+    assert "| 16 | ours | kit (fixed) | bf16 | 0 |" in text and "| 16 | kit protocol | kit (fixed) | fp32 | 3 |" in text
+    assert "D = 16, ours, shuffled, bf16, 2 seeds" in text
+
+
+def test_probe_epochs_append_replaces_rows_of_the_same_run():
+    import probe_epochs
+
+    def row(implementation, seed, epochs):
+        return {"dim": 768, "implementation": implementation, "order": "kit (fixed)", "seed": seed,
+                "precision": "fp32" if implementation == "kit protocol" else "bf16", "head_epochs": epochs}
+
+    previous = [row("kit protocol", 0, 10), row("ours", 1, 20), row("ours", 0, 30)]
+    merged = probe_epochs.merge_rows(previous, [row("kit protocol", 0, 11), row("kit protocol", 2, 12)])
+    assert [(r["implementation"], r["seed"], r["head_epochs"]) for r in merged] == [
+        ("ours", 0, 30), ("ours", 1, 20), ("kit protocol", 0, 11), ("kit protocol", 2, 12)]
