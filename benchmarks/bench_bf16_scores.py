@@ -2,14 +2,16 @@
 
 Runs the regression suite's tasks (``results/regression.json``: ESC-10, the keyword task, the speaker task, DCASE 2016
 scenes cut to 30 s, all prepared from ``../shared``) with every weighted model on its fixture checkpoint, once with
-float32 embeddings and once with bfloat16 embeddings, under the suite's probe settings (one seed, so the two runs
-differ only by the embeddings). For each (model, task) it records both primary scores, their difference, and the
-relative error of every split's bfloat16 embedding matrix against float32 (``||e_bf16 - e_fp32|| / ||e_fp32||``).
+float32 embeddings and once with bfloat16 embeddings, under the suite's probe settings with seeds 0..n-1 on both
+(seed s of the two precisions starts from the same initialisation and batch order, so a pair of runs differs only by
+the embeddings). For each (model, task) it records both primary scores (mean over the seeds), the paired per-seed
+differences with their mean and standard error, and the relative error of every split's bfloat16 embedding matrix
+against float32 (``||e_bf16 - e_fp32|| / ||e_fp32||``).
 
 The fixture checkpoints are reduced-size (192 wide, 2 blocks) and untrained, so this measures how much bfloat16
 moves the protocol's numbers, not the official models' scores.
 
-    python benchmarks/bench_bf16_scores.py [--models atst_frame atst_clip asit] [--tasks esc10 keywords]
+    python benchmarks/bench_bf16_scores.py [--models atst_frame atst_clip asit] [--tasks esc10 keywords] [--seeds 5]
         [--shared ../shared] [--work DIR [--resume]] [--out results/bench_bf16_scores]  ->  <out>.json and <out>.md
 """
 
@@ -19,6 +21,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -70,9 +73,31 @@ def one_test_item(folder: TaskFolder) -> float | None:
     return 1.0 / sum(len(folder.labels[split]) for split in tests)
 
 
+def seed_scores(results: dict[str, Any]) -> list[float]:
+    """The primary score of every seed's run: the mean over its folds, NaN folds left out (NaN when all are)."""
+    primary = results["primary_score"]
+    means = []
+    for run in results["runs"]:
+        values = [fold["scores"][primary] for fold in run["folds"].values()]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        means.append(float(np.mean(finite)) if finite else math.nan)
+    return means
+
+
+def paired_difference(fp32: list[float], bf16: list[float], higher_is_better: bool) -> dict[str, Any]:
+    """Per-seed ``bf16 - fp32`` (sign flipped for error rates, so positive = bf16 better), their mean and standard
+    error over the seeds where both are finite (None where fewer than one / two such seeds)."""
+    sign = 1.0 if higher_is_better else -1.0
+    per_seed = [sign * (b - f) for f, b in zip(fp32, bf16, strict=True)]
+    finite = np.array([d for d in per_seed if math.isfinite(d)])
+    return {"per_seed": per_seed, "difference": float(finite.mean()) if finite.size else None,
+            "standard_error": float(finite.std(ddof=1) / math.sqrt(finite.size)) if finite.size > 1 else None}
+
+
 def run_model_task(model: str, weights: Path, folder: TaskFolder, probe: dict[str, Any], work: Path,
                    resume: bool) -> dict[str, Any]:
-    """Both precisions of one (model, task): scores, seconds and embedding errors.
+    """Both precisions of one (model, task): scores per seed and their mean, the paired difference, embedding
+    errors.
 
     With ``resume``, a precision whose ``results.json`` is already under ``work`` is read instead of re-run.
     """
@@ -88,11 +113,9 @@ def run_model_task(model: str, weights: Path, folder: TaskFolder, probe: dict[st
                                probe=ProbeConfig(**probe), progress=False).results
         row["metric"] = results["primary_score"]
         row[f"{precision}_score"] = results["score"]["mean"]  # None when the score is NaN (no events found)
+        row[f"{precision}_seed_scores"] = seed_scores(results)
         dirs[precision] = task_embeddings_dir(work / "embeddings", setup, folder)
-    fp32, bf16 = row["fp32_score"], row["bf16_score"]
-    row["difference"] = None if fp32 is None or bf16 is None else bf16 - fp32
-    if row["difference"] is not None and not results["higher_is_better"]:
-        row["difference"] = -row["difference"]  # positive = bf16 better, whatever the metric's direction
+    row.update(paired_difference(row["fp32_seed_scores"], row["bf16_seed_scores"], results["higher_is_better"]))
     row["embedding_relative_error"] = relative_errors(dirs["fp32"], dirs["bf16"])
     return row
 
@@ -112,24 +135,30 @@ def markdown(report: dict[str, Any]) -> str:
         "(192 wide, 2 blocks, untrained), so these numbers show how far bfloat16 moves the protocol's scores, "
         "not the official models' scores.",
         "",
-        "Difference = bf16 - fp32, signed so that positive means bf16 scored better (error rates flipped). "
+        f"Scores are means over seeds {report['probe']['seeds']} (the same seeds on both precisions). Difference "
+        "= the mean over seeds of bf16 - fp32 of the same seed, signed so that positive means bf16 scored better "
+        "(error rates flipped), with its standard error over the seeds. "
         f"Targets (issue 2): |difference| <= {SCORE_TARGET}, embedding relative error <= {EMBEDDING_TARGET}. "
-        "'One test item' is how much a single test clip changes the score: on these small tasks it is the "
-        "resolution of the comparison (the probe is retrained on each precision's embeddings, so a clip near a "
+        "'One test item' is how much a single test clip changes one seed's score: on these small tasks it is the "
+        "resolution of a single run (the probe is retrained on each precision's embeddings, so a clip near a "
         "decision boundary can flip).",
         "",
-        "| model | task | metric | fp32 | bf16 | difference | one test item | max embedding rel. err. |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| model | task | metric | fp32 | bf16 | difference | standard error | one test item "
+        "| max embedding rel. err. |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         error = max(row["embedding_relative_error"].values())
         lines.append(f"| {row['model']} | {row['task']} | {row['metric']} | {_score(row['fp32_score'])} | "
                      f"{_score(row['bf16_score'])} | {_score(row['difference'], signed=True)} | "
+                     f"{_score(row['standard_error'])} | "
                      f"{_score(row['one_test_item']) if row['one_test_item'] else '–'} | {error:.2e} |")
     summary = report["summary"]
     lines += ["", f"Largest |difference|: {summary['max_abs_difference']:.4f}; mean difference "
               f"{summary['mean_difference']:+.4f}; largest embedding relative error "
-              f"{summary['max_embedding_relative_error']:.2e}."]
+              f"{summary['max_embedding_relative_error']:.2e}. Of {summary['compared']} compared pairs, "
+              f"{summary['within_target']} differ by at most {SCORE_TARGET} and "
+              f"{summary['within_two_standard_errors']} lie within two standard errors of 0."]
     return "\n".join(lines) + "\n"
 
 
@@ -138,6 +167,7 @@ def main() -> None:
     parser.add_argument("--regression", type=Path, default=REPO / "results" / "regression.json")
     parser.add_argument("--models", nargs="+", default=list(FIXTURE_WEIGHTS), choices=list(FIXTURE_WEIGHTS))
     parser.add_argument("--tasks", nargs="+", default=None, help="suite task names (default: all)")
+    parser.add_argument("--seeds", type=int, default=5, help="probe seeds 0..n-1 on both precisions")
     parser.add_argument("--shared", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--resume", action="store_true", help="read runs already finished under --work")
@@ -151,7 +181,9 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown suite tasks {sorted(unknown)}; the suite has {sorted(suite.tasks)}")
         suite = dataclasses.replace(suite, tasks={n: t for n, t in suite.tasks.items() if n in args.tasks})
-    probe = {**suite.probe, "seeds": [0]}  # one seed: fp32 and bf16 embeddings probed from the same start
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: give at least 1")
+    probe = {**suite.probe, "seeds": list(range(args.seeds))}
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         folders = prepare_tasks(suite, shared, work, print)
@@ -161,7 +193,7 @@ def main() -> None:
                 row = run_model_task(model, shared / FIXTURE_WEIGHTS[model], folder, probe, work, args.resume)
                 row["task"] = name
                 print(f"{model}/{name}: fp32 {_score(row['fp32_score'])} bf16 {_score(row['bf16_score'])} "
-                      f"({_score(row['difference'], signed=True)})", flush=True)
+                      f"({_score(row['difference'], signed=True)} +- {_score(row['standard_error'])})", flush=True)
                 rows.append(row)
     differences = [row["difference"] for row in rows if row["difference"] is not None]
     report = {
@@ -173,6 +205,10 @@ def main() -> None:
             "max_abs_difference": max(abs(d) for d in differences),
             "mean_difference": float(np.mean(differences)),
             "max_embedding_relative_error": max(max(r["embedding_relative_error"].values()) for r in rows),
+            "compared": len(differences),
+            "within_target": sum(abs(d) <= SCORE_TARGET for d in differences),
+            "within_two_standard_errors": sum(abs(r["difference"]) <= 2 * r["standard_error"] for r in rows
+                                              if r["difference"] is not None and r["standard_error"] is not None),
         },
     }
     write_json_atomic(args.out.with_suffix(".json"), report)
