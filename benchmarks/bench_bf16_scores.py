@@ -36,7 +36,7 @@ from evaluation.leaderboard.regress import (
     prepare_tasks,
     resolve_shared,
 )
-from evaluation.protocol import ProbeConfig
+from evaluation.protocol import ProbeConfig, summarize
 from evaluation.results import RESULTS_FILENAME, read_results, write_json_atomic
 from evaluation.runner import resolve_model, run_eval, run_folder
 from evaluation.taskfolder import TaskFolder
@@ -76,12 +76,7 @@ def one_test_item(folder: TaskFolder) -> float | None:
 def seed_scores(results: dict[str, Any]) -> list[float]:
     """The primary score of every seed's run: the mean over its folds, NaN folds left out (NaN when all are)."""
     primary = results["primary_score"]
-    means = []
-    for run in results["runs"]:
-        values = [fold["scores"][primary] for fold in run["folds"].values()]
-        finite = [v for v in values if v is not None and math.isfinite(v)]
-        means.append(float(np.mean(finite)) if finite else math.nan)
-    return means
+    return [summarize([fold["scores"][primary] for fold in run["folds"].values()])["mean"] for run in results["runs"]]
 
 
 def paired_difference(fp32: list[float], bf16: list[float], higher_is_better: bool) -> dict[str, Any]:
@@ -89,9 +84,9 @@ def paired_difference(fp32: list[float], bf16: list[float], higher_is_better: bo
     error over the seeds where both are finite (None where fewer than one / two such seeds)."""
     sign = 1.0 if higher_is_better else -1.0
     per_seed = [sign * (b - f) for f, b in zip(fp32, bf16, strict=True)]
-    finite = np.array([d for d in per_seed if math.isfinite(d)])
-    return {"per_seed": per_seed, "difference": float(finite.mean()) if finite.size else None,
-            "standard_error": float(finite.std(ddof=1) / math.sqrt(finite.size)) if finite.size > 1 else None}
+    summary = summarize(per_seed)
+    return {"per_seed": per_seed, "difference": summary["mean"] if summary["n"] else None,
+            "standard_error": summary["std"] / math.sqrt(summary["n"]) if summary["n"] > 1 else None}
 
 
 def run_model_task(model: str, weights: Path, folder: TaskFolder, probe: dict[str, Any], work: Path,
