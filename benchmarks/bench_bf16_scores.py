@@ -130,9 +130,11 @@ def markdown(report: dict[str, Any]) -> str:
         "(192 wide, 2 blocks, untrained), so these numbers show how far bfloat16 moves the protocol's scores, "
         "not the official models' scores.",
         "",
-        f"Scores are means over seeds {report['probe']['seeds']} (the same seeds on both precisions). Difference "
-        "= the mean over seeds of bf16 - fp32 of the same seed, signed so that positive means bf16 scored better "
-        "(error rates flipped), with its standard error over the seeds. "
+        f"Scores (fp32, bf16) are each run's results.json mean over folds x seeds {report['probe']['seeds']} "
+        "(the same seeds on both precisions; NaN folds left out). Difference = the mean over seeds of bf16 - fp32 "
+        "of the same seed (each seed's score its mean over finite folds; a seed NaN on either side is left out), "
+        "signed so that positive means bf16 scored better (error rates flipped), with its standard error over "
+        "the seeds; where a seed or fold is NaN it need not equal the difference of the two columns. "
         f"Targets (issue 2): |difference| <= {SCORE_TARGET}, embedding relative error <= {EMBEDDING_TARGET}. "
         "'One test item' is how much a single test clip changes one seed's score: on these small tasks it is the "
         "resolution of a single run (the probe is retrained on each precision's embeddings, so a clip near a "
