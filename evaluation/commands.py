@@ -112,6 +112,8 @@ def eval_command(
     stop_on_non_finite: Annotated[bool, typer.Option(
         "--stop-on-non-finite", help="End a head's training at its first NaN or infinite validation score (the HEAR "
         "kit's early stopping); by default training goes on.")] = False,
+    no_psds: Annotated[bool, typer.Option(
+        "--no-psds", help="Leave PSDS (scenario 1, an extra score of event tasks) out.")] = False,
     device: DeviceOpt = Device.cpu,
     precision: PrecisionOpt = Precision.fp32,
     probe_precision: Annotated[Precision, typer.Option(
@@ -130,7 +132,8 @@ def eval_command(
         raise typer.Exit(USAGE_ERROR)
     lr = {} if linear_lr is None else {"linear_lr": linear_lr}
     probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
-                        stop_on_non_finite=stop_on_non_finite, grid=grid.value, device=device.value,
+                        stop_on_non_finite=stop_on_non_finite, psds=not no_psds, grid=grid.value,
+                        device=device.value,
                         precision=probe_precision.value, **lr)
     outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
                                     probe=probe, log=_log))

@@ -335,7 +335,7 @@ class _Evaluator:
         """The test scores of one fold's best checkpoint (the kit's keys) and, for event tasks, its events."""
         x = self._x_for(fold.train_rows)
         rows = torch.as_tensor(fold.test_rows, dtype=torch.long, device=x.device)
-        probs_t, logits_t = predict([trained.state], x[rows], self.multilabel)
+        probs_t, logits_t = predict([trained.state], x[rows], self.multilabel, self.config.precision)
         probs, logits = probs_t[0].cpu().numpy(), logits_t[0].cpu().numpy()
         targets = fold.y[fold.test_rows]
         out: dict[str, float] = {"test_loss": _loss(logits, targets, self.multilabel)}

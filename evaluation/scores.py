@@ -242,11 +242,34 @@ def _psds_eval_class() -> type:
     return _PSDSEval
 
 
+def merge_overlapping(events: EventMap) -> EventMap:
+    """Each file's events with overlapping (not merely touching) events of one label merged into their union."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for name, file_events in events.items():
+        out: list[dict[str, Any]] = []
+        last: dict[str, dict[str, Any]] = {}
+        for event in sorted(file_events, key=lambda e: (str(e["label"]), e["start"], e["end"])):
+            previous = last.get(str(event["label"]))
+            if previous is not None and event["start"] < previous["end"]:
+                previous["end"] = max(previous["end"], event["end"])
+                continue
+            last[str(event["label"])] = dict(event)
+            out.append(last[str(event["label"])])
+        merged[name] = out
+    return merged
+
+
 def psds(
     operating_points: Sequence[EventMap], reference: EventMap, durations_s: Mapping[str, float],
     labels: Sequence[Any], settings: Mapping[str, float] = PSDS1,
 ) -> float:
-    """Polyphonic Sound Detection Score over a set of operating points (one event map per threshold)."""
+    """Polyphonic Sound Detection Score over a set of operating points (one event map per threshold).
+
+    psds_eval needs reference events for every class it scores and refuses overlapping reference events of one
+    label, so the score is over the labels that occur in ``reference`` (detections of the other labels are not
+    counted) and overlapping reference events of one label are merged into one. NaN when no label occurs, or only
+    one while ``alpha_st`` > 0 (the across-class standard deviation it weighs is undefined for one class).
+    """
     import pandas as pd
 
     def frame(events: EventMap) -> pd.DataFrame:
@@ -254,11 +277,16 @@ def psds(
                 for name, file_events in events.items() for e in file_events if e["end"] > e["start"]]
         return pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
 
+    ground_truth = frame(merge_overlapping(reference))
+    present = set(ground_truth.event_label)
+    scored = [str(label) for label in labels if str(label) in present]
+    if len(scored) < (2 if settings["alpha_st"] > 0 else 1):
+        return math.nan
     metadata = pd.DataFrame(sorted(durations_s.items()), columns=["filename", "duration"])
     evaluator = _psds_eval_class()(
         dtc_threshold=settings["dtc_threshold"], gtc_threshold=settings["gtc_threshold"],
-        cttc_threshold=settings["cttc_threshold"], ground_truth=frame(reference), metadata=metadata,
-        class_names=[str(label) for label in labels],
+        cttc_threshold=settings["cttc_threshold"], ground_truth=ground_truth, metadata=metadata,
+        class_names=scored,
     )
     for events in operating_points:
         evaluator.add_operating_point(frame(events))

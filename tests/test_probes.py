@@ -226,6 +226,25 @@ def test_bf16_bank_keeps_float32_state_and_matches_fp32(esc):
             assert float((fp32 - bf16).abs().max()) <= 2.5e-3  # one Adam step moves a weight by at most ~lr
 
 
+def test_predict_in_the_training_precision_reproduces_the_validation_value(esc):
+    """A bf16-trained head is tested as it was validated: predict(precision="bf16") gives its recorded best
+    validation value exactly, fp32 GEMMs a different one."""
+    _, x, y = esc
+    train, valid = np.arange(80, 200), np.arange(0, 80)
+
+    def validate(probabilities, logits):
+        return -float(torch.nn.functional.cross_entropy(torch.as_tensor(logits), y[valid].argmax(dim=1))), None
+
+    member = Member(HeadConfig(hidden_layers=1, hidden_dim=256, dropout=0.1, lr=1e-3), init_seed=0, shuffle_seed=0,
+                    train_rows=train, valid_rows=valid, validate=validate)
+    trained = train_heads([member], x, y, Schedule(max_epochs=6, check_every=3, patience=3, batch_size=64),
+                          multilabel=False, precision="bf16")[0]
+    values = {p: validate(None, predict([trained.state], x[valid], False, precision=p)[1][0].numpy())[0]
+              for p in ("bf16", "fp32")}
+    assert values["bf16"] == trained.best_value
+    assert values["fp32"] != trained.best_value
+
+
 def test_dropout_is_per_head_in_training_and_off_in_eval():
     configs = [HeadConfig(hidden_layers=1, hidden_dim=2048, dropout=p, lr=1e-3) for p in (0.1, 0.5)]
     bank = MLPBank([MLPBank.init_state(c, 8, 3, seed=i) for i, c in enumerate(configs)])

@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from evaluation.events import FrameLayout, postprocessing_settings
-from evaluation.scores import SCORES, chroma_acc, get_score, psds
+from evaluation.scores import SCORES, chroma_acc, get_score, merge_overlapping, psds
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,35 @@ def test_psds_of_oracle_and_half_oracle_predictions(dcase_predictions):
 
     assert value(oracle) == pytest.approx(1.0)
     assert 0.3 < value(half) < 0.7
+
+
+def test_psds_scores_only_labels_with_reference_events():
+    """psds_eval fails (KeyError) on a label without reference events; such labels are left out of the score."""
+    a, b = {"label": "a", "start": 1000.0, "end": 3000.0}, {"label": "b", "start": 5000.0, "end": 8000.0}
+    reference = {"f.wav": [a], "g.wav": [b], "h.wav": []}
+    durations = {"f.wav": 120.0, "g.wav": 120.0, "h.wav": 120.0}
+    hit_a = {"f.wav": [{**a, "end": 2960.0}], "g.wav": [], "h.wav": []}
+    both = {**hit_a, "g.wav": [b]}
+    with_c = {**both, "h.wav": [{"label": "c", "start": 0.0, "end": 500.0}]}  # c has no reference event
+    labels = ["a", "b", "c"]
+    assert psds([both, with_c], reference, durations, labels) == psds([both], reference, durations, ["a", "b"])
+    assert psds([both], reference, durations, labels) == pytest.approx(1.0)
+    assert math.isnan(psds([hit_a], {"f.wav": [a]}, durations, labels))  # one label: its std is undefined
+    assert math.isnan(psds([hit_a], {"f.wav": []}, durations, labels))
+
+
+def test_psds_merges_overlapping_reference_events_of_one_label():
+    """psds_eval refuses overlapping reference events of one label; they count as their union."""
+    overlapping = {"f.wav": [{"label": "a", "start": 1000.0, "end": 2000.0}, {"label": "b", "start": 1500.0,
+                                                                               "end": 2500.0},
+                             {"label": "a", "start": 1500.0, "end": 3000.0}, {"label": "a", "start": 3000.0,
+                                                                               "end": 3500.0}]}
+    assert merge_overlapping(overlapping) == {"f.wav": [
+        {"label": "a", "start": 1000.0, "end": 3000.0}, {"label": "a", "start": 3000.0, "end": 3500.0},
+        {"label": "b", "start": 1500.0, "end": 2500.0}]}
+    union = merge_overlapping(overlapping)
+    durations = {"f.wav": 60.0}
+    points = [{"f.wav": [{"label": "a", "start": 1000.0, "end": 3000.0}, {"label": "b", "start": 1500.0,
+                                                                          "end": 2500.0}]}]
+    value = psds(points, overlapping, durations, ["a", "b"])
+    assert value == psds(points, union, durations, ["a", "b"]) and 0.0 < value < 1.0

@@ -363,6 +363,8 @@ def predict_bank(bank: MLPBank, x: Tensor, multilabel: bool, chunk: int = 2048) 
     return probabilities, logits
 
 
-def predict(states: Sequence[HeadState], x: Tensor, multilabel: bool) -> tuple[Tensor, Tensor]:
-    """Eval-mode ``(probabilities, logits)`` [G, N, C] of trained heads of one family on rows ``x``."""
-    return predict_bank(MLPBank(states, device=x.device), x, multilabel)
+def predict(states: Sequence[HeadState], x: Tensor, multilabel: bool, precision: str = "fp32"
+            ) -> tuple[Tensor, Tensor]:
+    """Eval-mode ``(probabilities, logits)`` [G, N, C] of trained heads of one family on rows ``x``, GEMMs in
+    ``precision`` (the precision they were trained and validated in)."""
+    return predict_bank(MLPBank(states, device=x.device, precision=precision), x, multilabel)
