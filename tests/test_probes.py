@@ -13,6 +13,7 @@ from probe_helpers import esc10_task
 from sklearn.model_selection import ParameterGrid
 
 from evaluation.probes.grid import PARAM_GRID, sample_grid, task_grid
+from evaluation.probes.linear import linear_schedule
 from evaluation.probes.mlp import HeadConfig, MLPBank, predict
 from evaluation.probes.train import Member, Schedule, epoch_batches, train_heads
 from evaluation.protocol import ProbeConfig, evaluate
@@ -321,6 +322,21 @@ def test_the_kit_stop_on_a_non_finite_value_is_an_option(esc, stop):
         assert (nan_second.best_value, nan_second.epoch, nan_second.epochs_run) == (0.95, 11, 12)
         assert (nan_first.best_value, nan_first.epoch, nan_first.epochs_run) == (0.4, 11, 12)
     assert (finite.best_value, finite.epoch, finite.epochs_run) == (0.8, 11, 12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_a_tie_improves_only_under_evars_rule(esc, ties):
+    """Lightning (the HEAR protocol) needs a strict improvement; EVAR's EarlyStopping (``>=``, the linear
+    protocol's schedule) keeps the later weights of a tie and resets its patience."""
+    _, x, y = esc
+    schedule = Schedule(max_epochs=8, check_every=1, patience=3, batch_size=64, shuffle=False, ties_improve=ties)
+    member = _linear_members(esc, 0)[0]
+    values = iter([0.5, 0.5, 0.4, 0.5, 0.4, 0.4, 0.4, 0.4])
+    member.validate = lambda p, lg: (next(values), None)
+    trained = train_heads([member], x, y, schedule, False)[0]
+    assert trained.best_value == 0.5
+    assert (trained.epoch, trained.epochs_run) == ((3, 7) if ties else (0, 4))
+    assert linear_schedule(100, maximize=True).ties_improve and not Schedule().ties_improve
 
 
 def test_shuffle_flag_changes_batches_and_compat_mode_ignores_the_stream(esc):

@@ -3,9 +3,12 @@
 Features standardised with a StandardScaler fitted on the training rows (population std; a constant
 feature keeps scale 1, as sklearn), one ``nn.Linear`` with PyTorch's default init, Adam (lr 3e-4 by default,
 weight decay 1e-8, L2 as ``torch.optim.Adam``), batches of ``min(200, n_train)`` reshuffled every epoch, up
-to 200 epochs, validation every epoch, early stopping after 20 epochs without improvement, best weights
-restored. Difference from EVAR: the validation rows are the task's validation split (the kit's fold
-rotation) instead of a random 10% of train, and the monitored value is the task's primary score.
+to 200 epochs, validation every epoch, early stopping after 20 epochs without improvement (a tie with the
+best value counts as one, as EVAR's ``>=``: the later weights are kept), best weights restored. Differences
+from EVAR: the validation rows are the task's validation split (the kit's fold rotation) instead of a random
+10% of train, and the monitored value is the task's primary score; the loss is the batch mean of the
+cross-entropy, where EVAR's ``-mean(onehot * log_softmax)`` also divides by the number of classes (under Adam
+that only changes the relative size of its eps and of the 1e-8 L2 term).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def linear_head(lr: float = LINEAR_LR, weight_decay: float = LINEAR_WEIGHT_DECAY
 def linear_schedule(n_train: int, maximize: bool, epochs: int = LINEAR_EPOCHS, patience: int = LINEAR_PATIENCE
                     ) -> Schedule:
     return Schedule(max_epochs=epochs, check_every=1, patience=patience, batch_size=min(LINEAR_BATCH, n_train),
-                    maximize=maximize)
+                    maximize=maximize, ties_improve=True)
 
 
 def standardize(x: Tensor, train_rows: np.ndarray) -> Tensor:

@@ -44,6 +44,7 @@ class Schedule:
     shuffle: bool = True
     maximize: bool = True
     stop_on_non_finite: bool = False  # the kit's EarlyStopping: a NaN or infinite monitored value ends the run
+    ties_improve: bool = False  # EVAR's EarlyStopping (>=): a tie replaces the best checkpoint and resets patience
 
 
 @dataclass
@@ -81,7 +82,9 @@ def epoch_batches(n_rows: int, batch_size: int, shuffle: bool, generator: torch.
     return batches
 
 
-def _improved(value: float, best: float, maximize: bool) -> bool:
+def _improved(value: float, best: float, maximize: bool, ties: bool) -> bool:
+    if ties and value == best:
+        return True
     return value > best if maximize else value < best
 
 
@@ -156,7 +159,8 @@ class _BankRun:
             if math.isnan(value):
                 value = -math.inf if self.schedule.maximize else math.inf
             best = self.best[member_index]
-            improved = best is None or _improved(value, best.best_value, self.schedule.maximize)
+            improved = best is None or _improved(value, best.best_value, self.schedule.maximize,
+                                                          self.schedule.ties_improve)
             if improved:
                 self.best[member_index] = Trained(self.bank.export(head), value, epoch, extra, epoch + 1)
                 self.wait[member_index] = 0
