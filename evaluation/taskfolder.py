@@ -84,6 +84,7 @@ class TaskFolder:
                 split_labels = _read_split(path / f"{split}.json", metadata, set(vocabulary or []), problems)
                 if split_labels is not None:
                     labels[split] = split_labels
+            _check_disjoint(path, labels, problems)
         if not _rate_dirs(path):
             problems.append(f"{path}: no audio folder named by a sample rate (e.g. {path / '16000'})")
         if problems:
@@ -213,7 +214,8 @@ def _read_metadata(path: Path, problems: list[str]) -> dict[str, Any] | None:
     if "evaluation" in metadata and (not isinstance(evaluation, list) or not evaluation):
         problems.append(f"{path}: evaluation must be a non-empty list of score names, got {evaluation!r}")
     duration = metadata.get("sample_duration")
-    if duration is not None and (not isinstance(duration, int | float) or not duration > 0):
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
+                                 or not duration > 0):
         problems.append(f"{path}: sample_duration must be a positive number of seconds or null, got {duration!r}")
     return metadata if len(problems) == before else None
 
@@ -269,6 +271,17 @@ def _read_split(path: Path, metadata: dict[str, Any], vocabulary: set[str],
             for label in entries:
                 _check_label(label, vocabulary, where, problems)
     return data
+
+
+def _check_disjoint(path: Path, labels: dict[str, dict[str, list[Any]]], problems: list[str]) -> None:
+    """A file name in two split files would leak test clips into training (hear-preprocess forbids it)."""
+    splits = list(labels)
+    for i, first in enumerate(splits):
+        for second in splits[i + 1:]:
+            shared = sorted(labels[first].keys() & labels[second].keys())
+            if shared:
+                shown = ", ".join(shared[:5]) + (f", ... ({len(shared)} in all)" if len(shared) > 5 else "")
+                problems.append(f"{path / (first + '.json')} and {path / (second + '.json')} both list {shown}")
 
 
 def _check_label(label: Any, vocabulary: set[str], where: str, problems: list[str]) -> None:

@@ -82,6 +82,24 @@ def test_metadata_and_vocabulary_problems_are_reported(digits: Path):
     assert f"{digits / 'labelvocabulary.csv'}:3: expected '1,<label>'" in text
 
 
+def test_a_file_in_two_splits_and_a_boolean_duration_are_reported(digits: Path):
+    fold00, fold03 = (json.loads((digits / f"fold0{k}.json").read_text()) for k in (0, 3))
+    leaked = sorted(fold00)[:2]
+    fold03.update({name: fold00[name] for name in leaked})
+    (digits / "fold03.json").write_text(json.dumps(fold03))
+    with pytest.raises(TaskFolderError) as error:
+        TaskFolder.load(digits)
+    assert error.value.problems == [
+        f"{digits / 'fold00.json'} and {digits / 'fold03.json'} both list {', '.join(leaked)}"]
+    metadata = json.loads((digits / "task_metadata.json").read_text())
+    metadata["sample_duration"] = True
+    (digits / "task_metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(TaskFolderError) as error:
+        TaskFolder.load(digits)
+    assert error.value.problems == [
+        f"{digits / 'task_metadata.json'}: sample_duration must be a positive number of seconds or null, got True"]
+
+
 def test_every_audio_problem_is_reported_with_its_path(digits: Path):
     folder = TaskFolder.load(digits)
     audio = digits / "16000"

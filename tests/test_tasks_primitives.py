@@ -12,7 +12,15 @@ import soundfile as sf
 
 from tasks.audio import AudioError, fit_length, read_audio, resample, resampled_length, to_mono, write_wav_pcm16
 from tasks.hear_rng import array_split, pandas_permutation, shuffle_rows, shuffled, str2int
-from tasks.pipeline import hear_json, label_vocabulary_csv, split_train_test_val, subsample, trim_events
+from tasks.pipeline import (
+    PrepareError,
+    hear_json,
+    label_vocabulary_csv,
+    split_k_folds,
+    split_train_test_val,
+    subsample,
+    trim_events,
+)
 
 # hear_preprocess.md §3: every seed the package derives with str2int.
 SPEC_SEEDS = {
@@ -79,6 +87,17 @@ def test_subsample_budget_counts_files_in_seeded_order() -> None:
     expected = [stems[i] for i in pandas_permutation(30, str2int("SubsampleSplit(train)"))][:12]
     assert [stem for stem, _ in kept["train"]] == expected
     assert len(kept["valid"]) == len(kept["test"]) == 5
+
+
+def test_an_empty_split_is_an_error_naming_it() -> None:
+    """hear-preprocess stops on a split without audio; so does the pipeline (here: 3 keys for 5 folds)."""
+    meta = pd.DataFrame({"unique_filestem": ["a", "b", "c"], "relpath": ["/x/a.wav", "/x/b.wav", "/x/c.wav"],
+                         "split_key": ["a", "b", "c"], "label": ["x", "x", "x"]})
+    config = {"task_name": "t", "nfolds": 5, "mode": "small", "embedding_type": "scene",
+              "prediction_type": "multiclass", "split_mode": "new_split_kfold", "sample_duration": 1.0,
+              "splits": [f"fold{i:02d}" for i in range(5)], "max_task_duration_by_fold": None}
+    with pytest.raises(PrepareError, match="t: no files in fold03, fold04"):
+        subsample(split_k_folds(meta, config), config)
 
 
 def test_trim_events_drops_late_starts_and_clips_ends() -> None:
