@@ -17,8 +17,8 @@ Recipe (design: /shared/docs/asit.md §4; the authors released no embedding code
   :func:`hear_atst.hear_api.centred_timestamps`).
 - **Scene embedding**: ``[CLS ‖ mean of the returned patch tokens]`` (1536-d for ViT-B), averaged over chunks with
   weights = the chunk's real (unpadded) fbank frames.
-- ``blocks``: ``n`` = the last ``n`` blocks (default 1, the last) or a list of 0-based block indices, each after
-  the final norm, concatenated:
+- ``blocks``: ``n`` = the last ``n`` blocks (default, also for ``None``: 1, the last) or a list of 0-based block
+  indices, each after the final norm, concatenated:
   timestamp ``n * D`` (block-major), scene ``[CLS of each block ‖ patch mean of each block]`` = ``2 n D``.
 - ``precision="bf16"``: the encoder runs under bfloat16 autocast; the fbank is always float32.
 
@@ -57,7 +57,8 @@ class AsitHear(HearModel):
     """ASiT encoder + Kaldi fbank behind the HEAR API (see the module docstring for the recipe)."""
 
     def __init__(
-        self, encoder: AsitEncoder, sample_rate: int = 16000, blocks: int | Sequence[int] = 1, precision: str = "fp32"
+        self, encoder: AsitEncoder, sample_rate: int = 16000, blocks: int | Sequence[int] | None = None,
+        precision: str = "fp32"
     ) -> None:
         super().__init__(precision)
         if sample_rate not in SAMPLE_RATES:
@@ -65,7 +66,7 @@ class AsitHear(HearModel):
         self.encoder = encoder
         self.frontend = KaldiFbank(sample_rate)
         self.sample_rate = sample_rate
-        self.blocks = block_indices(encoder.depth, blocks)
+        self.blocks = block_indices(encoder.depth, 1 if blocks is None else blocks)
         self.timestamp_embedding_size = len(self.blocks) * encoder.embed_dim
         self.scene_embedding_size = 2 * self.timestamp_embedding_size
         window, hop = frame_geometry(sample_rate)
@@ -150,7 +151,7 @@ def load_model(
     model_file_path: str | os.PathLike[str] | None = None,
     *,
     sample_rate: int = 16000,
-    blocks: int | Sequence[int] = 1,
+    blocks: int | Sequence[int] | None = None,
     precision: str = "fp32",
     random_weights: bool = False,
 ) -> AsitHear:

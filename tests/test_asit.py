@@ -283,6 +283,7 @@ def test_blocks_option_concatenates_the_last_blocks(fixtures_dir, speech):
     scene_one, scene_two = (asit.get_scene_embeddings(clip, m) for m in (one, two))
     torch.testing.assert_close(scene_two[:, 192:384], scene_one[:, :192], atol=1e-6, rtol=0)  # CLS of last block
     torch.testing.assert_close(scene_two[:, 576:], scene_one[:, 192:], atol=1e-6, rtol=0)  # its patch mean
+    assert asit.load_model(fixtures_dir / "asit.pt", blocks=None).blocks == one.blocks == [1]  # None = default
     by_index = asit.load_model(fixtures_dir / "asit.pt", blocks=[0])
     assert torch.equal(asit.get_scene_embeddings(clip, by_index)[:, :192], scene_two[:, :192])
     with pytest.raises(ValueError, match="blocks=3"):

@@ -185,6 +185,16 @@ def test_c2f_distillation_archive_loads_the_student(tmp_path, clip_ckpt, frame_c
             load_encoder(path, kind)
 
 
+def test_teacher_only_lightning_archive_is_refused_naming_the_marker(tmp_path, frame_ckpt):
+    """The SSL archive is recognised by its student's key; a teacher-only archive (not a released format) gets a
+    message that says so rather than one claiming the teacher keys were missing."""
+    path = tmp_path / "teacher_only.ckpt"
+    torch.save({"state_dict": {k: v for k, v in frame_ckpt["state_dict"].items() if k.startswith(TEACHER)}}, path)
+    with pytest.raises(CheckpointError, match=r"model\.teacher\.encoder\.\* in \['state_dict'\] \(recognised by its "
+                                              r"model\.student\.encoder\.pos_embed\)"):
+        load_encoder(path, "atst_frame")
+
+
 def test_fine_tuned_layouts_load_the_encoder(tmp_path, fixtures_dir, clip_ckpt, frame_ckpt, frame_case):
     """FineTuningPLModule (``encoder.encoder.*`` + ``head.*``) and the frame-level C2F fine-tune
     (``encoder.encoder.frame_encoder.*`` beside ``encoder.encoder.teacher_module.*``)."""

@@ -37,10 +37,12 @@ class Layout:
 
     def describe(self) -> str:
         where = f"['{self.container}']" if self.container else "the top level"
-        return f"{self.description}: {self.prefix or '<bare keys>'}* in {where}"
+        marker = f" (recognised by its {self.marker})" if self.marker else ""
+        return f"{self.description}: {self.prefix or '<bare keys>'}* in {where}{marker}"
 
 
-# SSL Lightning archives (ATSTLightningModule / FrameATSTLightningModule) hold a BYOL student and teacher.
+# SSL Lightning archives (ATSTLightningModule / FrameATSTLightningModule) hold a BYOL student and teacher; the
+# student's key marks them (an archive holding the teacher alone is not a released format and is refused).
 _SSL_MARKER = "model.student.encoder.pos_embed"
 _BARE = Layout("bare encoder state dict", None, "")
 
