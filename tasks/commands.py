@@ -13,7 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluation.taskfolder import folder_sample_rates, read_task_metadata
-from tasks.registry import DEFAULT_TASKS_DIR, REGISTRY, TASKS_DIR_ENV, default_tasks_dir, get_spec, list_task_folders
+from tasks.registry import (
+    DEFAULT_TASKS_DIR,
+    REGISTRY,
+    TASKS_DIR_ENV,
+    default_tasks_dir,
+    duplicate_folders,
+    get_spec,
+    list_task_folders,
+)
 
 # Parentheses, not brackets: rich would take "[default: ...]" for markup and drop it.
 TASKS_DIR_HELP = f"Folder of HEAR task folders (default: ${TASKS_DIR_ENV}, else ./{DEFAULT_TASKS_DIR})."
@@ -43,11 +51,14 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
     tasks_dir = tasks_dir or default_tasks_dir()
     try:
         table = _tasks_table(tasks_dir)
-    except (LookupError, ValueError) as error:  # a folder found twice, or a broken task_metadata.json
+    except ValueError as error:  # a broken task_metadata.json
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from error
     console = Console()
     console.print(table)
+    for name, paths in duplicate_folders(list_task_folders(tasks_dir)).items():
+        typer.secho(f"warning: {name} is found more than once ({' and '.join(map(str, paths))}); looking it up "
+                    "fails until one is removed", fg=typer.colors.YELLOW, err=True)
     console.print("--source needs:")
     for spec in REGISTRY.values():
         console.print(f"  {spec.name}: {spec.needs}", highlight=False)

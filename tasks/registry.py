@@ -130,23 +130,26 @@ def default_tasks_dir() -> Path:
 
 
 def list_task_folders(tasks_dir: str | Path) -> list[Path]:
-    """Every task folder directly under ``tasks_dir`` or in ``tasks_dir/<archive top>/tasks/``, sorted by name.
-
-    Raises ``LookupError`` naming the paths when a folder name is found more than once (every lookup of it would be
-    ambiguous).
-    """
+    """Every task folder directly under ``tasks_dir`` or in ``tasks_dir/<archive top>/tasks/``, sorted by name
+    (then path: a folder name can be found twice, see :func:`duplicate_folders`)."""
     tasks_dir = Path(tasks_dir)
     if not tasks_dir.is_dir():
         return []
-    found: dict[str, list[Path]] = {}
-    for pattern in FOLDER_PATTERNS:
-        for folder in tasks_dir.glob(pattern):
-            if (folder / METADATA_FILENAME).is_file():
-                found.setdefault(folder.name, []).append(folder)
-    twice = [" and ".join(map(str, sorted(paths))) for paths in found.values() if len(paths) > 1]
-    if twice:
-        raise LookupError(f"task folder(s) found more than once in {tasks_dir}: {'; '.join(twice)}; keep one of each")
-    return sorted((paths[0] for paths in found.values()), key=lambda folder: folder.name)
+    return sorted((folder for pattern in FOLDER_PATTERNS for folder in tasks_dir.glob(pattern)
+                   if (folder / METADATA_FILENAME).is_file()), key=lambda folder: (folder.name, str(folder)))
+
+
+def duplicate_folders(folders: list[Path]) -> dict[str, list[Path]]:
+    """Folder names found more than once (e.g. a prepared folder and an unpacked official one) -> their paths."""
+    by_name: dict[str, list[Path]] = {}
+    for folder in folders:
+        by_name.setdefault(folder.name, []).append(folder)
+    return {name: paths for name, paths in by_name.items() if len(paths) > 1}
+
+
+def _found_twice(name: str, paths: list[Path], tasks_dir: Path) -> LookupError:
+    return LookupError(f"task folder {name} found more than once in {tasks_dir}: {' and '.join(map(str, paths))}; "
+                       "keep one")
 
 
 def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | None = None) -> Path:
@@ -157,9 +160,11 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
     """
     tasks_dir = Path(tasks_dir)
     folders = list_task_folders(tasks_dir)
-    by_name = next((f for f in folders if f.name == name_or_alias), None)
-    if by_name is not None:
-        return by_name
+    by_name = [f for f in folders if f.name == name_or_alias]
+    if len(by_name) > 1:
+        raise _found_twice(name_or_alias, by_name, tasks_dir)
+    if by_name:
+        return by_name[0]
     names = {name_or_alias}
     spec = None
     try:
@@ -175,6 +180,9 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
+        twice = duplicate_folders(candidates)
+        if len(twice) == 1 and len(candidates) == len(next(iter(twice.values()))):
+            raise _found_twice(*next(iter(twice.items())), tasks_dir)
         listed = ", ".join(map(str, candidates))
         raise LookupError(f"{name_or_alias!r} matches several task folders in {tasks_dir}: {listed}; name one of them")
     if spec is not None:

@@ -114,14 +114,18 @@ def test_the_same_task_twice_is_an_error_naming_both_paths(tmp_path: Path) -> No
     official = _task_folder(tmp_path / "hear-2021.0.6" / "tasks" / "esc50-v2.0.0-full", "esc50", "full",
                             {"48000": None})
     prepared = _task_folder(tmp_path / "esc50-v2.0.0-full", "esc50", "full", {"16000": None})
-    for lookup in (lambda: list_task_folders(tmp_path), lambda: resolve_task_folder("esc50", tmp_path)):
-        with pytest.raises(LookupError, match="found more than once") as error:
-            lookup()
-        assert f"{prepared} and {official}" in str(error.value)
+    other = _task_folder(tmp_path / "spoken_digit-1.0.9-full", "spoken_digit", "full", {"16000": None})
+    assert list_task_folders(tmp_path) == [prepared, official, other]
+    for name in ("esc50", "esc50-v2.0.0-full"):
+        with pytest.raises(LookupError, match=r"esc50-v2\.0\.0-full found more than once") as error:
+            resolve_task_folder(name, tmp_path)
+        assert f"{prepared} and {official}; keep one" in str(error.value)
+    assert resolve_task_folder("spoken_digit", tmp_path) == other  # other tasks are still found
     app = typer.Typer()
     register(app)
-    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path)])
-    assert result.exit_code == 1 and "found more than once" in result.output
+    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "warning: esc50-v2.0.0-full is found more than once" in result.output
+    shutil.rmtree(other)
     # the same task_name in two folders (two modes, or two unpackings) stays ambiguous when looked up by task_name
     shutil.rmtree(prepared)
     small = _task_folder(tmp_path / "esc50-v2.0.0-small", "esc50", "small", {"16000": None})
