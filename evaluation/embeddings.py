@@ -194,6 +194,13 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
     config_path = out_dir / CONFIG_FILENAME
     if config_path.is_file():
         _check_identity(out_dir, config)
+        begun_on = json.loads(config_path.read_text(encoding="utf-8")).get("device")
+        if begun_on != config["device"]:
+            raise EmbeddingCacheError(
+                f"{out_dir} is unfinished and was begun on {begun_on}; finishing it on {config['device']} would mix "
+                f"two devices' embeddings (their low-order bits differ): resume with --device {begun_on}, or remove "
+                "it to start again"
+            )
         for stray in out_dir.rglob("*.tmp"):
             stray.unlink()
     elif out_dir.exists() and any(out_dir.iterdir()):

@@ -289,11 +289,16 @@ def test_a_cache_of_another_identity_is_never_reused(digit_embeddings: Path, spo
     assert (copy / "fold00.embeddings.npy").stat().st_mtime_ns == stamp
 
     config = json.loads((copy / CONFIG_FILENAME).read_text())
+    (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "device": "cuda"}))  # complete: reused anywhere
+    assert embed_task(mel_setup, folder, root, progress=False) == copy
     (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "weights_sha256": "0" * 64}))
     with pytest.raises(EmbeddingCacheError, match="weights_sha256: cached '0000"):
         embed_task(mel_setup, folder, root, progress=False)
     (copy / ".done.embeddings").unlink()  # an unfinished folder of another identity is not resumed either
     with pytest.raises(EmbeddingCacheError, match="different model or task"):
+        embed_task(mel_setup, folder, root, progress=False)
+    (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "device": "cuda"}))  # nor one begun on another device
+    with pytest.raises(EmbeddingCacheError, match="begun on cuda; finishing it on cpu would mix"):
         embed_task(mel_setup, folder, root, progress=False)
     (copy / CONFIG_FILENAME).unlink()  # a folder without our config (e.g. the kit's) is not touched
     with pytest.raises(EmbeddingCacheError, match="not written by hear-atst"):
