@@ -29,7 +29,7 @@ from rich.progress import track
 
 from evaluation.results import write_json_atomic
 from tasks.audio import AudioError, read_audio, resample, write_wav_pcm16
-from tasks.hear_format import METADATA_FILENAME, VOCABULARY_FILENAME
+from tasks.hear_format import METADATA_FILENAME, PREPARE_PENDING, VOCABULARY_FILENAME
 
 RESAMPLED_RECORD = ".resampled.json"
 EMBEDDING_TYPES = ("scene", "event")
@@ -87,6 +87,9 @@ class TaskFolder:
             _check_disjoint(path, labels, problems)
         if not _rate_dirs(path):
             problems.append(f"{path}: no audio folder named by a sample rate (e.g. {path / '16000'})")
+        if (path / PREPARE_PENDING).is_file():
+            problems.append(f"{path / PREPARE_PENDING}: a `hear-atst prepare` run of this folder did not finish (its "
+                            "audio may be incomplete); run the same command again to finish it")
         if problems:
             raise TaskFolderError(path, problems)
         assert metadata is not None and vocabulary is not None

@@ -3,6 +3,7 @@
 
 METADATA_FILENAME = "task_metadata.json"  # the files of a task folder (hear_eval.md §2)
 VOCABULARY_FILENAME = "labelvocabulary.csv"
+PREPARE_PENDING = ".prepare-pending.json"  # hear-atst's marker of an unfinished `prepare` run in a task folder
 
 # hear-preprocess's split percentages when a task config has no ``split_percentage`` (hear_preprocess.md §5.1)
 TRAIN_PERCENTAGE, VALIDATION_PERCENTAGE, TEST_PERCENTAGE = 80, 10, 10

@@ -31,6 +31,7 @@ from tasks.audio import fit_length, read_audio, resample, to_mono, to_pcm16, wri
 from tasks.download import DOWNLOADS_DIRNAME, locate
 from tasks.hear_format import (
     METADATA_FILENAME,
+    PREPARE_PENDING,
     TEST_PERCENTAGE,
     TRAIN_PERCENTAGE,
     VALIDATION_PERCENTAGE,
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 KFOLD_RETRIES = 1000
-PENDING = ".prepare-pending.json"
 
 
 class PrepareError(RuntimeError):
@@ -323,7 +323,7 @@ def prepare_task(
     if is_complete(folder, metadata_bytes, sample_rates):
         log.info("%s is already prepared at %s Hz", folder, ",".join(map(str, sample_rates)))
         return folder
-    pending = folder / PENDING
+    pending = folder / PREPARE_PENDING
     if pending.is_file() and pending.read_bytes() != metadata_bytes:
         raise PrepareError(f"{pending}: an unfinished run used a different configuration; delete {folder} first")
     workdir = tasks_dir / WORKDIR_NAME / folder.name

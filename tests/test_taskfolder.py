@@ -13,6 +13,7 @@ import soundfile as sf
 import soxr
 
 from evaluation.taskfolder import RESAMPLED_RECORD, TaskFolder, TaskFolderError
+from tasks.hear_format import PREPARE_PENDING
 from tasks.pipeline import prepare_task
 from tasks.registry import get_spec
 
@@ -98,6 +99,15 @@ def test_a_file_in_two_splits_and_a_boolean_duration_are_reported(digits: Path):
         TaskFolder.load(digits)
     assert error.value.problems == [
         f"{digits / 'task_metadata.json'}: sample_duration must be a positive number of seconds or null, got True"]
+
+
+def test_an_unfinished_prepare_is_reported(digits: Path):
+    """Adding a rate to a prepared folder and being interrupted leaves a rate folder that looks original."""
+    (digits / PREPARE_PENDING).write_bytes(b"{}")
+    with pytest.raises(TaskFolderError) as error:
+        TaskFolder.load(digits)
+    assert error.value.problems == [f"{digits / PREPARE_PENDING}: a `hear-atst prepare` run of this folder did not "
+                                    "finish (its audio may be incomplete); run the same command again to finish it"]
 
 
 def test_every_audio_problem_is_reported_with_its_path(digits: Path):

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from tasks import pipeline, spoken_digit
 from tasks.commands import register
 from tasks.download import Source, SourceError, fetch, unpack
-from tasks.pipeline import PENDING, PrepareError, prepare_task, write_clips
+from tasks.hear_format import PREPARE_PENDING
+from tasks.pipeline import PrepareError, prepare_task, write_clips
 from tasks.registry import (
     DEFAULT_TASKS_DIR,
     TASKS_DIR_ENV,
@@ -237,10 +238,10 @@ def test_idempotent_and_resumable(esc_copy: Path, tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
     # Interrupted: metadata not yet written, some clips missing, a stray clip present -> finished identically.
     (folder / "task_metadata.json").unlink()
-    (folder / PENDING).write_bytes(b"{}")
+    (folder / PREPARE_PENDING).write_bytes(b"{}")
     with pytest.raises(PrepareError, match="different configuration"):
         _prepare_esc(esc_copy, tmp_path, sample_rates=(16000, 22050))
-    (folder / PENDING).unlink()
+    (folder / PREPARE_PENDING).unlink()
     removed = sorted((folder / "22050" / "fold00").iterdir())[:7]
     for path in removed:
         path.unlink()
