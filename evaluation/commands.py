@@ -124,17 +124,20 @@ def eval_command(
     from evaluation.protocol import ProbeConfig
     from evaluation.runner import load_task_folder, resolve_model, run_eval
 
-    setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
-                                       device.value))
-    folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
     if linear_lr is not None and protocol is not Protocol.linear:
         typer.echo("error: --linear-lr applies to --protocol linear only", err=True)
         raise typer.Exit(USAGE_ERROR)
     lr = {} if linear_lr is None else {"linear_lr": linear_lr}
-    probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
-                        stop_on_non_finite=stop_on_non_finite, psds=not no_psds, grid=grid.value,
-                        device=device.value,
-                        precision=probe_precision.value, **lr)
+    try:
+        probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
+                            stop_on_non_finite=stop_on_non_finite, psds=not no_psds, grid=grid.value,
+                            device=device.value, precision=probe_precision.value, **lr)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(USAGE_ERROR) from error
+    setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
+                                       device.value))
+    folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
     outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
                                     probe=probe, log=_log))
     _log(f"results: {outcome.results_path}")

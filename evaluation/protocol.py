@@ -64,6 +64,9 @@ class ProbeConfig:
             raise ValueError(f"protocol must be 'hear' or 'linear', got {self.protocol!r}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        if self.protocol == "linear" and (not self.shuffle or self.stop_on_non_finite):
+            raise ValueError("shuffle=False and stop_on_non_finite=True reproduce the HEAR kit's training; the linear "
+                             "protocol follows EVAR, which shuffles and has no such stop")
         compute_dtype(self.precision)  # raises ValueError on an unknown precision
 
     @property

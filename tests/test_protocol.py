@@ -72,6 +72,13 @@ def test_bf16_probe_training_scores_like_fp32(esc_result, data_dir):
         ProbeConfig(precision="fp16")
 
 
+@pytest.mark.parametrize("kit_option", [{"shuffle": False}, {"stop_on_non_finite": True}])
+def test_the_kits_compatibility_options_do_not_apply_to_the_linear_protocol(kit_option):
+    with pytest.raises(ValueError, match="linear protocol follows EVAR"):
+        ProbeConfig(protocol="linear", **kit_option)
+    assert ProbeConfig(protocol="hear", **kit_option).run_name != "hear"
+
+
 def test_results_json_and_predicted_scores_keys(esc_result):
     data = esc_result.to_json()
     assert set(data) == {"protocol", "primary_score", "higher_is_better", "score", "scores", "runs"}

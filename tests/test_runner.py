@@ -199,6 +199,9 @@ def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_
         "lr"] == 3e-5
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--linear-lr", "3e-5"))
     assert code == 2 and stderr.strip() == "error: --linear-lr applies to --protocol linear only"
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear",
+                                        "--no-shuffle"))
+    assert code == 2 and "the linear protocol follows EVAR" in stderr
 
 
 def test_embed_cli_and_tasks_dir_from_the_environment(spoken_digit_task: Path, tmp_path: Path,
