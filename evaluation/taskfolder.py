@@ -9,9 +9,10 @@ skipped silently. Labels are compared as strings: hear-preprocess writes numeric
 while ``labelvocabulary.csv`` holds their text (``8``).
 
 When the model's rate folder is missing (the Zenodo archives hold 48 kHz only), :meth:`TaskFolder.audio_dir`
-resamples from the nearest original rate with libsoxr HQ (:func:`tasks.audio.resample`, the resampler
-hear-preprocess uses through ffmpeg, without its dither) into ``<task>/<rate>/``, one atomic file at a time,
-and records the source in ``<task>/<rate>/.resampled.json``; an interrupted resampling resumes.
+resamples from the nearest original rate at or above it (else the highest) with libsoxr HQ
+(:func:`tasks.audio.resample`, the resampler hear-preprocess uses through ffmpeg, without its dither) into
+``<task>/<rate>/``, one atomic file at a time, and records the source in ``<task>/<rate>/.resampled.json``;
+an interrupted resampling resumes.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ class TaskFolder:
         return lengths
 
     def audio_dir(self, rate: int, progress: bool = False) -> Path:
-        """``<task>/<rate>``; when hear-preprocess did not write that rate, resample it from the nearest original
-        rate first (validating the source audio, then one atomic file at a time, resuming an interrupted run)."""
+        """``<task>/<rate>``; when hear-preprocess did not write that rate, resample it first from the nearest
+        original rate at or above it (so no bandwidth is lost), else from the highest (validating the source audio,
+        then one atomic file at a time, resuming an interrupted run)."""
         target = self.path / str(rate)
         record = _rate_dirs(self.path).get(rate)
         if target.is_dir() and (record is None or record["complete"]):
@@ -134,7 +136,7 @@ class TaskFolder:
         sources = self.original_rates()
         if not sources:
             raise TaskFolderError(self.path, [f"{self.path}: no original audio folder to resample {rate} Hz from"])
-        source = min(sources, key=lambda r: (abs(r - rate), -r))
+        source = min((r for r in sources if r >= rate), default=max(sources))
         self.check_audio(source)
         record_path = target / RESAMPLED_RECORD
         info = {"source_rate": source, "rate": rate, "resampler": "soxr HQ (tasks.audio.resample)", "complete": False}
