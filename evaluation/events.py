@@ -128,12 +128,13 @@ def select_postprocessing(
 ) -> tuple[Setting, float]:
     """The best setting by the primary score, and that setting's score as computed (the kit's monitored value).
 
-    Selection counts a NaN score as 0 and breaks ties by the kit's descending tuple order; the returned value is the
-    chosen setting's own score, NaN included (the kit logs the recomputed score, not the 0 it sorted by)."""
+    Selection counts a NaN score as 0 (the kit's rule, for the scores it maximises; a minimised score counts NaN as
+    its worst, +inf) and breaks ties by the kit's descending tuple order; the returned value is the chosen setting's
+    own score, NaN included (the kit logs the recomputed score, not the 0 it sorted by)."""
     candidates, raw = [], {}
     for setting, predicted in layout.events_for_settings(probabilities, labels, settings).items():
         raw[setting] = next(iter(score.event(predicted, reference, labels, backend).values()))
-        value = 0.0 if math.isnan(raw[setting]) else raw[setting]
+        value = (0.0 if score.maximize else math.inf) if math.isnan(raw[setting]) else raw[setting]
         candidates.append((value if score.maximize else -value, setting))
     candidates.sort(reverse=True)
     best_setting = candidates[0][1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -102,6 +103,17 @@ def test_selection_counts_nan_as_zero_but_returns_the_score_as_computed(backend)
     best, value = select_postprocessing(layout, frames(), reference, LABELS, settings,
                                         SCORES["event_onset_200ms_fms"], backend)
     assert best == settings[1] and math.isnan(value)  # ties at 0 -> the kit's descending tuple order
+
+
+def test_a_minimised_score_counts_nan_as_its_worst():
+    """With an error-like (minimised) primary score, NaN must lose, not win as a 0 would."""
+    probabilities = frames(range(5, 11))  # min_duration 125 keeps the 200 ms event (1.0), 250 drops it (NaN)
+    layout = FrameLayout.from_rows(["f.wav"] * len(TIMES), TIMES)
+    reference = {"f.wav": [{"label": "a", "start": 200.0, "end": 400.0}]}
+    settings = postprocessing_settings({})
+    minimised = dataclasses.replace(SCORES["event_onset_200ms_fms"], maximize=False)
+    best, value = select_postprocessing(layout, probabilities, reference, LABELS, settings, minimised)
+    assert best == settings[0] and value == 1.0
 
 
 @pytest.mark.parametrize("backend", ["fast", "sed_eval"])
