@@ -468,7 +468,7 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskRes
     primary = task.primary_score
     return TaskResult(
         task_name=task.task_name,
-        protocol={"name": config.protocol, "shuffle": config.shuffle,
+        protocol={"name": config.protocol, "run": config.run_name, "shuffle": config.shuffle,
                   "stop_on_non_finite": config.stop_on_non_finite, "seeds": list(config.seeds),
                   "grid_points": config.grid_points if config.protocol == "hear" else None,
                   "grid": config.grid if config.protocol == "hear" else None, "precision": config.precision},

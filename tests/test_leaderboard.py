@@ -181,6 +181,25 @@ def test_protocols_are_never_mixed(results_dir: Path) -> None:
     assert set(labelled["task"]) == {"esc50", "dcase2016_task2"}
 
 
+def test_runs_with_other_probe_settings_are_their_own_protocol(tmp_path: Path) -> None:
+    """An epoch-capped (or reduced-grid, bf16, ...) run neither hides the default run of its model and task nor is
+    ranked with the HEAR leaderboard; files without the recorded run name get it rebuilt from their settings."""
+    folds = {f"fold0{k}": 0.7 for k in range(5)}
+    write_results(tmp_path, make_results("mel", "esc50", "esc50-v2.0.0-full", folds))
+    capped = make_results("mel", "esc50", "esc50-v2.0.0-full", {k: 0.3 for k in folds},
+                          date="2026-11-23T10:00:00+00:00")
+    capped["protocol"]["run"] = "hear-max-epochs=40"
+    write_results(tmp_path, capped, run="capped")
+    legacy = make_results("mel", "esc50", "esc50-v2.0.0-full", {k: 0.5 for k in folds})
+    legacy["protocol"].update(grid="fast", precision="bf16")  # written before the run name was recorded
+    write_results(tmp_path, legacy, run="legacy")
+    runs = collect_runs(tmp_path)
+    assert dict(zip(runs["protocol"], runs["mean"], strict=True)) == pytest.approx(
+        {"hear": 0.7, "hear-max-epochs=40": 0.3, "hear-grid=fast-precision=bf16": 0.5})
+    labelled = published_for_runs(runs, load_published(PUBLISHED))
+    assert set(labelled.loc[labelled["comparison"] == "comparable", "protocol"]) == {"hear"}
+
+
 # --- written files ----------------------------------------------------------------------------------------------
 
 

@@ -183,13 +183,14 @@ def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_
     task_dir = tmp_path / "results" / "mel" / spoken_digit_task.name
     results = read_results(task_dir / "hear-grid=faster" / "results.json")
     assert results["protocol"]["grid"] == "faster" and results["protocol"]["grid_points"] == 8
+    assert results["protocol"]["run"] == "hear-grid=faster"  # the leaderboard's protocol label
     assert results["runs"][0]["selected_hyperparameters"]["max_epochs"] == 10  # every faster point runs 10 epochs
     # another protocol on the same model and task gets its own folder: nothing is overwritten
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear"))
     assert code == 0, stderr
     assert read_results(task_dir / "hear-grid=faster" / "results.json") == results
     assert read_results(task_dir / "linear" / "results.json")["protocol"]["name"] == "linear"
-    assert sorted(collect_runs(tmp_path / "results")["protocol"]) == ["hear", "linear"]
+    assert sorted(collect_runs(tmp_path / "results")["protocol"]) == ["hear-grid=faster", "linear"]
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid", "huge"))
     assert code == 2 and "huge" in stderr
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear",

@@ -1,11 +1,14 @@
 """Collect every run under a results directory into one pandas table, and join it with the published tables.
 
-A run is one ``results.json`` (schema in :mod:`evaluation.results`). Runs are keyed by (model id, task key,
-protocol); by default only the latest run (by its ``date``) of each key is kept.
+A run is one ``results.json`` (schema in :mod:`evaluation.results`). Its ``protocol`` here is the probe's run name
+(:attr:`evaluation.protocol.ProbeConfig.run_name`): ``hear`` or ``linear`` with default settings, else the settings
+that differ (``hear-grid=fast``, ``hear-max-epochs=40``, ``linear-lr=3e-05`` ...). Runs are keyed by (model id, task
+key, protocol); by default only the latest run (by its ``date``) of each key is kept.
 
 Protocols are never mixed silently: a published row is *comparable* with a run only when both its protocol and its
-metric equal the run's (``hear`` with ``hear``, ``linear`` with ``linear``); every other published row of the task
-is *context*, and is labelled so wherever it is shown. EVAR's ``evar-linear`` rows are context for this project's
+metric equal the run's (``hear`` with ``hear``: a run with a reduced grid, an epoch cap or bf16 probes is never
+ranked with the HEAR leaderboard); every other published row of the task is *context*, and is labelled so wherever
+it is shown. EVAR's ``evar-linear`` rows are context for this project's
 ``linear`` protocol, because EVAR's splits and clip lengths differ from the HEAR task folders (hear_eval.md §5.3).
 """
 
@@ -16,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from evaluation.protocol import ProbeConfig
 from evaluation.results import RESULTS_FILENAME, read_results
 
 RUN_COLUMNS = (
@@ -55,6 +59,18 @@ def task_key(task_name: str, folder: str) -> str:
     return f"{task_name}-{mode}"
 
 
+def probe_name(protocol: dict[str, Any]) -> str:
+    """The run name of a results.json ``protocol`` block; files written before it was recorded get it rebuilt from
+    the settings they do record (grid, points, shuffle, NaN stop, precision)."""
+    if "run" in protocol:
+        return str(protocol["run"])
+    hear = protocol["name"] == "hear"
+    return ProbeConfig(protocol=protocol["name"], shuffle=protocol.get("shuffle", True),
+                       stop_on_non_finite=protocol.get("stop_on_non_finite", False),
+                       grid_points=protocol.get("grid_points") if hear and protocol.get("grid_points") else 8,
+                       grid=protocol.get("grid") or "default", precision=protocol.get("precision", "fp32")).run_name
+
+
 def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """The leaderboard row of one results.json (already schema-checked)."""
     try:
@@ -66,7 +82,7 @@ def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
             "task": task_key(task["name"], task["folder"]),
             "task_name": task["name"],
             "task_folder": task["folder"],
-            "protocol": data["protocol"]["name"],
+            "protocol": probe_name(data["protocol"]),
             "metric": data["primary_score"],
             "higher_is_better": bool(data["higher_is_better"]),
             "mean": score["mean"],
