@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -144,6 +145,11 @@ def test_gate_fails_without_baseline_or_score(suite_and_run) -> None:
     assert rows_by_key(gate(suite, baseline, no_score))["mel/keywords"].status == "NO SCORE"
     stale = {**baseline, "mel/old": {"metric": "top1_acc", "score": 0.1}}
     assert rows_by_key(gate(suite, stale, run))["mel/old"].status == "NOT RUN"
+    nan_run = SuiteRun({**run.results, "mel/keywords": pair("mel/keywords", math.nan)}, run.repeat, 1)
+    assert rows_by_key(gate(suite, baseline, nan_run))["mel/keywords"].status == "NO SCORE"  # NaN never passes
+    for bad in (math.nan, None):  # a hand-edited baseline without a number
+        edited = {**baseline, "mel/keywords": {**baseline["mel/keywords"], "score": bad}}
+        assert rows_by_key(gate(suite, edited, run))["mel/keywords"].status == "NO BASELINE"
 
 
 def test_fingerprints(tmp_path: Path) -> None:
@@ -172,6 +178,11 @@ def test_regression_file_errors(tmp_path: Path) -> None:
     document["suite"]["pairs"].append(["crepe", "keywords"])
     path.write_text(json.dumps(document))
     with pytest.raises(RegressionFileError, match="pair crepe/keywords names an unknown model or task"):
+        load_regression(path)
+    document = tiny_document()
+    document["suite"]["pairs"].pop(0)
+    path.write_text(json.dumps(document))
+    with pytest.raises(RegressionFileError, match="determinism pair mel/keywords is not one of the suite's pairs"):
         load_regression(path)
     document = tiny_document()
     document["suite"]["tasks"]["keywords"]["layout"] = ["make_esc50_layout.py"]

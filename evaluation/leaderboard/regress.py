@@ -147,6 +147,9 @@ def load_regression(path: str | Path) -> tuple[Suite, dict[str, Any], dict[str, 
     for model, task in (*suite.pairs, suite.determinism_pair):
         if model not in suite.models or task not in suite.tasks:
             raise RegressionFileError(f"{path}: pair {model}/{task} names an unknown model or task")
+    if suite.determinism_pair not in suite.pairs:
+        raise RegressionFileError(f"{path}: the determinism pair {'/'.join(suite.determinism_pair)} is not one of "
+                                  "the suite's pairs (it is the second run of one)")
     for name, table in (("tolerance", suite.tolerance), ("seeds", suite.seeds)):
         if "default" not in table:
             raise RegressionFileError(f"{path}: {name} needs a 'default'")
@@ -352,8 +355,12 @@ def _score_row(key: str, recorded: Mapping[str, Any] | None, current: PairResult
             "NO BASELINE",
             "no recorded score: run `hear-atst regress --update` deliberately",
         )
-    if current.score is None:
-        return GateRow(key, current.metric, recorded["score"], None, tolerance, "NO SCORE", "the run gave no score")
+    if current.score is None or not math.isfinite(current.score):
+        return GateRow(key, current.metric, recorded["score"], current.score, tolerance, "NO SCORE",
+                       "the run gave no finite score")
+    if not isinstance(recorded.get("score"), int | float) or not math.isfinite(recorded["score"]):
+        return GateRow(key, current.metric, None, current.score, tolerance, "NO BASELINE",
+                       f"the recorded score {recorded.get('score')!r} is not a number: run --update deliberately")
     if recorded["metric"] != current.metric:
         return GateRow(
             key,
