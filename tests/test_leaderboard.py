@@ -12,7 +12,7 @@ import pytest
 from leaderboard_helpers import make_results, write_results
 
 from evaluation.leaderboard.aggregate import collect_runs, published_for_runs, task_key
-from evaluation.leaderboard.html import event_timeline_figure, figure_png, normalised_scores
+from evaluation.leaderboard.html import event_timeline_figure, figure_png, normalised_scores, task_bars_figure
 from evaluation.leaderboard.published import (
     HEAR_COLUMNS,
     PUBLISHED_COLUMNS,
@@ -269,6 +269,22 @@ def test_html_page_holds_tables_and_decodable_plots(results_dir: Path, tmp_path:
     for _, encoded in images:
         assert base64.b64decode(encoded).startswith(b"\x89PNG\r\n\x1a\n")
     assert any(alt.startswith("Event timeline: scene_01.wav") for alt, _ in images)
+
+
+def test_plots_draw_names_as_written_and_error_rates_above_one(tmp_path: Path) -> None:
+    """A name holding ``$...$`` is not TeX (matplotlib failed on it); a segment error rate above 1 is not clipped;
+    run dates with and without fractions of a second mix."""
+    folds = {f"fold0{k}": 1.4 + 0.01 * k for k in range(5)}
+    write_results(tmp_path, make_results("m_$\\bad{$", "dcase2016_task2", "dcase2016_task2-hear2021-full", folds,
+                                         metric="segment_1s_er", higher_is_better=False))
+    write_results(tmp_path, make_results("mel", "dcase2016_task2", "dcase2016_task2-hear2021-full", folds,
+                                         metric="segment_1s_er", higher_is_better=False,
+                                         date="2026-11-22T10:00:00.250000+00:00"))
+    runs = collect_runs(tmp_path)
+    figure = task_bars_figure(runs, published_for_runs(runs, load_published(PUBLISHED)))
+    assert figure.axes[0].get_ylim()[1] > 1.4
+    assert figure_png(figure).startswith(b"\x89PNG")
+    assert figure.axes[0].get_xticklabels()[0].get_text() == "m_$\\bad{$"
 
 
 def test_event_timeline_needs_events() -> None:

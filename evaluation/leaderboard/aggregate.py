@@ -109,7 +109,7 @@ def collect_runs(results_dir: str | Path, *, latest_only: bool = True) -> pd.Dat
     if not paths:
         raise FileNotFoundError(f"{results_dir}: no {RESULTS_FILENAME} found (run `hear-atst eval` first)")
     runs = pd.DataFrame([run_row(read_results(path), path) for path in paths], columns=list(RUN_COLUMNS))
-    runs["date"] = pd.to_datetime(runs["date"], utc=True)
+    runs["date"] = pd.to_datetime(runs["date"], utc=True, format="ISO8601")  # with or without fractions, offsets
     runs = runs.sort_values("date", kind="stable")
     if latest_only:
         runs = runs.groupby(["model", "task", "protocol"], sort=False).tail(1)

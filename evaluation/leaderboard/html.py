@@ -13,11 +13,13 @@ Plots:
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -37,6 +39,18 @@ p.note { color: #555; }
 """
 
 
+def literal_text(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build a figure whose texts are drawn as written: a model, task or file name holding ``$...$`` would
+    otherwise be parsed as TeX (and may fail to draw)."""
+
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with mpl.rc_context({"text.parse_math": False}):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
 def figure_png(figure: Figure) -> bytes:
     """Render a matplotlib figure as PNG bytes (figures are built without pyplot: no global state, no GUI)."""
     buffer = io.BytesIO()
@@ -44,6 +58,7 @@ def figure_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+@literal_text
 def task_bars_figure(runs: pd.DataFrame, labelled_published: pd.DataFrame) -> Figure:
     """Per task (one panel each): the runs as bars with std error bars, and the comparable published values."""
     groups = list(runs.groupby(["task", "protocol", "metric"], sort=True))
@@ -69,7 +84,8 @@ def task_bars_figure(runs: pd.DataFrame, labelled_published: pd.DataFrame) -> Fi
             labels.append(f"published\n({protocol}, n={len(same)})")
         axis.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         axis.set_title(f"{task} — {metric} ({protocol})", fontsize=9)
-        axis.set_ylim(0.0, 1.0)
+        tops = [*(group["mean"] + group["std"].fillna(0.0)), *same["value"]]
+        axis.set_ylim(0.0, max(1.0, *(1.05 * top for top in tops if np.isfinite(top))))  # error rates exceed 1
     figure.tight_layout()
     return figure
 
@@ -89,6 +105,7 @@ def normalised_scores(table: pd.DataFrame) -> pd.DataFrame:
     return z.clip(-1.0, 1.0)
 
 
+@literal_text
 def heatmap_figure(normalised: pd.DataFrame, title: str) -> Figure:
     """The normalised scores as a heatmap (blank = no score)."""
     height = 1.5 + 0.28 * len(normalised)
@@ -133,6 +150,7 @@ def heatmap_rows(runs: pd.DataFrame, labelled_published: pd.DataFrame, protocol:
     )
 
 
+@literal_text
 def event_timeline_figure(
     reference: Sequence[dict[str, Any]], predicted: Sequence[dict[str, Any]], title: str
 ) -> Figure:
