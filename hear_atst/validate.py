@@ -120,15 +120,27 @@ def validate_module(
     if not _check_attributes(report, model):
         return report.results
     probe = _Probe(module, model)
-    if not _check_shapes(report, probe):
+    if not _guarded(report, "shapes", _check_shapes, report, probe):
         return report.results
-    _check_timestamps(report, probe)
-    _check_centring(report, probe)
-    _check_long_audio(report, probe, long_seconds, memory_limit)
-    _check_batch_invariance(report, probe, options.get("precision", "fp32"))
-    _check_determinism(report, probe)
-    _padding_information(report, probe)
+    if _guarded(report, "timestamps", _check_timestamps, report, probe):
+        _guarded(report, "centring", _check_centring, report, probe)
+        _guarded(report, "long-audio", _check_long_audio, report, probe, long_seconds, memory_limit)
+    else:
+        report.add("centring", False, "skipped: needs timestamps on a regular grid of at least two")
+    _guarded(report, "batch-invariance", _check_batch_invariance, report, probe, options.get("precision", "fp32"))
+    _guarded(report, "determinism", _check_determinism, report, probe)
+    _guarded(report, "padding", _padding_information, report, probe)
     return report.results
+
+
+def _guarded(report: _Report, name: str, check: Callable[..., Any], *args: Any) -> bool:
+    """Run one check; an exception from the module under test (or a malformed output) is that check's failure,
+    never the validator's crash. True when the check ran and did not return False."""
+    try:
+        return check(*args) is not False
+    except Exception as error:  # anything the module raises is reported against the check that triggered it
+        report.add(name, False, f"{type(error).__name__}: {error}")
+        return False
 
 
 class _Probe:
@@ -140,12 +152,22 @@ class _Probe:
         self.sample_rate = int(model.sample_rate)
         self.hop_ms = math.nan
         self.first_ms = math.nan
+        tensors = [*model.parameters(), *model.buffers()]
+        self.device = tensors[0].device if tensors else torch.device("cpu")
 
     def timestamp(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        return self.module.get_timestamp_embeddings(audio, self.model)
+        """``(embeddings, timestamps)`` on the CPU, for audio sent to the model's device."""
+        out = self.module.get_timestamp_embeddings(audio.to(self.device), self.model)
+        if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
+            raise TypeError(f"get_timestamp_embeddings returned {type(out).__name__}, expected a (Tensor, Tensor) "
+                            "tuple")
+        return out[0].cpu(), out[1].cpu()
 
     def scene(self, audio: Tensor) -> Tensor:
-        return self.module.get_scene_embeddings(audio, self.model)
+        out = self.module.get_scene_embeddings(audio.to(self.device), self.model)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"get_scene_embeddings returned {type(out).__name__}, expected a Tensor")
+        return out.cpu()
 
     def noise(self, n_sounds: int, seconds: float, level: float = 1.0, seed: int = SEED) -> Tensor:
         """Uniform noise in ``[-level, level)`` (as hear-validator, which uses level 1)."""
@@ -179,6 +201,9 @@ class _Probe:
         errors = []
         for time_ms in times_ms:
             index = torch.nonzero((stamps - time_ms).abs() <= 4 * self.hop_ms).flatten()
+            if not len(index):  # no timestamp anywhere near the burst (e.g. timestamps not in ms)
+                errors.append(math.inf)
+                continue
             best = index[change[index].argmax()]
             errors.append(float(stamps[best]) - time_ms)
         return errors
@@ -243,9 +268,13 @@ def _grid_problems(stamps: Tensor, duration_ms: float, hop_ms: float, first_ms: 
     return problems
 
 
-def _check_timestamps(report: _Report, probe: _Probe) -> None:
+def _check_timestamps(report: _Report, probe: _Probe) -> bool:
+    """The spacing and grid checks; False when there is no regular hop for the checks that need one."""
     stamps_by_length = {s: probe.timestamp(probe.noise(2, s))[1] for s in TIMESTAMP_LENGTHS_S}
     longest = stamps_by_length[TIMESTAMP_LENGTHS_S[-1]][0].double()
+    if len(longest) < 2:
+        report.add("spacing", False, f"a {TIMESTAMP_LENGTHS_S[-1]} s clip got {len(longest)} timestamp(s): no hop")
+        return False
     steps = longest.diff()
     hop = float(steps.mean())
     spacing = float((steps - hop).abs().max())
@@ -261,6 +290,7 @@ def _check_timestamps(report: _Report, probe: _Probe) -> None:
         problems += [f"{seconds} s: {p}" for p in _grid_problems(stamps, 1000 * seconds, hop, first)]
     report.add("grid", not problems, "; ".join(problems) or f"every length on {first:g} + i*{hop:.4g} ms, the last "
                "timestamp inside the audio and the end covered")
+    return hop > 0
 
 
 def _check_centring(report: _Report, probe: _Probe, n_bursts: int = 8) -> None:

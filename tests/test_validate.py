@@ -67,6 +67,26 @@ DEFECTS = {
         def load_model(model_file_path=None):
             return mel.load_model(model_file_path).train()
     """,
+    # the defects below once crashed the validator itself; each is now a failed check
+    "seconds_timestamps": """
+        def get_timestamp_embeddings(audio, model):
+            embeddings, timestamps = mel.get_timestamp_embeddings(audio, model)
+            return embeddings, timestamps / 1000.0
+    """,
+    "one_timestamp": """
+        def get_timestamp_embeddings(audio, model):
+            embeddings, timestamps = mel.get_timestamp_embeddings(audio, model)
+            return embeddings.mean(1, keepdim=True), timestamps[:, -1:]
+    """,
+    "raises": """
+        def get_scene_embeddings(audio, model):
+            raise RuntimeError("boom")
+    """,
+    "numpy_timestamps": """
+        def get_timestamp_embeddings(audio, model):
+            embeddings, timestamps = mel.get_timestamp_embeddings(audio, model)
+            return embeddings.numpy(), timestamps.numpy()
+    """,
 }
 EXPECTED_FAILURES = {
     "start_times": {"centring", "grid", "long-audio-grid"},  # and the end of the audio is left uncovered
@@ -75,6 +95,10 @@ EXPECTED_FAILURES = {
     "nondeterministic": {"determinism"},
     "float64_timestamps": {"shapes"},
     "training_mode": {"eval-mode"},
+    "seconds_timestamps": {"grid", "centring", "long-audio-grid", "long-audio-drift"},
+    "one_timestamp": {"spacing", "centring"},
+    "raises": {"shapes"},
+    "numpy_timestamps": {"shapes"},
 }
 PRELUDE = """
 import torch
