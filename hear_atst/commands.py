@@ -47,8 +47,12 @@ def convert(
     from hear_atst.encoders import convert_checkpoint
 
     try:
+        if not checkpoint.is_file():
+            raise ValueError(f"{checkpoint}: no such checkpoint file")
+        if out.is_dir():
+            raise ValueError(f"{out} is a directory: give the output file's name (e.g. {out / 'encoder.safetensors'})")
         metadata = convert_checkpoint(checkpoint, out, kind)
-    except (CheckpointError, ValueError) as error:
+    except (CheckpointError, ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(f"wrote {out} ({out.stat().st_size:,} bytes): kind {metadata['kind']}, config {metadata['config']}")
