@@ -71,7 +71,7 @@ def check_audio(audio: Tensor, model: HearModel) -> Tensor:
 def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, Tensor]:
     """HEAR: ``(embeddings [n_sounds, n_timestamps, D], timestamps [n_sounds, n_timestamps] ms, centred)``."""
     audio = check_audio(audio, model)
-    with torch.inference_mode(), model.autocast():
+    with torch.no_grad(), model.autocast():
         embeddings, timestamps = model.timestamp_embeddings(audio)
     return embeddings.float(), timestamps.float()
 
@@ -79,7 +79,7 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
 def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     """HEAR: ``embeddings [n_sounds, scene_embedding_size]``."""
     audio = check_audio(audio, model)
-    with torch.inference_mode(), model.autocast():
+    with torch.no_grad(), model.autocast():
         embeddings = model.scene_embeddings(audio)
     return embeddings.float()
 

@@ -44,3 +44,17 @@ def test_mel_baseline_timestamps_stay_inside_short_clips(n_samples):
     first = duration_ms / 2 if n_samples < 240 else 15.0
     assert torch.equal(timestamps, (first + 40.0 * torch.arange(n_tokens)).float().expand(2, -1))
     assert 0 < float(timestamps.max()) <= duration_ms
+
+
+def test_embeddings_are_ordinary_tensors_for_downstream_training():
+    """Outputs carry no autograd history yet can be trained on and changed in place (inference-mode tensors
+    could not: "Inference tensors cannot be saved for backward")."""
+    model = mel.load_model()
+    audio = torch.rand(2, 16000) * 2 - 1
+    scene = mel.get_scene_embeddings(audio, model)
+    embeddings, _ = mel.get_timestamp_embeddings(audio, model)
+    assert not scene.requires_grad and not scene.is_inference() and not embeddings.is_inference()
+    head = torch.nn.Linear(scene.shape[1], 3)
+    head(scene).sum().backward()
+    assert head.weight.grad is not None
+    embeddings += 1.0
