@@ -62,12 +62,17 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         message = str(error).strip()
-        if "Weights only load failed" in message or "Unsupported global" in message:
+        if "Unsupported global" in message or "GLOBAL " in message:
             raise CheckpointError(
                 f"{path}: refused to unpickle it: the file contains Python objects outside the allowlist "
                 f"(tensors, numpy scalars/dtypes, argparse.Namespace). Detail: {_unsupported_global(error)}"
             ) from None
-        detail = type(error).__name__ + (f": {message.splitlines()[0]}" if message else "")
+        if "Weights only load failed" in message:  # not a pickle torch can read (e.g. "Unsupported operand")
+            unpickler = [line.strip() for line in message.splitlines() if line.strip()]
+            reason = next((line for line in unpickler if line.startswith("Unsupported")), "unreadable pickle")
+            detail = f"its pickle stream is invalid: {reason}"
+        else:
+            detail = type(error).__name__ + (f": {message.splitlines()[0]}" if message else "")
         raise CheckpointError(
             f"{path}: not a torch checkpoint, or a truncated or corrupt one (torch.load raised {detail})"
         ) from None

@@ -120,6 +120,8 @@ def resize_pos_embed_grid(grid_embed: Tensor, old_grid: tuple[int, int], new_gri
 
 def block_indices(depth: int, blocks: int | Iterable[int]) -> list[int]:
     """Resolve a block selection: an int ``n`` means the last ``n`` blocks; else explicit 0-based indices."""
+    if isinstance(blocks, str | bytes | float | bool):
+        raise ValueError(f"blocks={blocks!r}: give an int n (the last n blocks) or a list of 0-based block indices")
     if isinstance(blocks, int):
         if not 1 <= blocks <= depth:
             raise ValueError(f"blocks={blocks}: the encoder has {depth} blocks; choose 1..{depth}")

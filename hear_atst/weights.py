@@ -20,7 +20,8 @@ def resolve_weights(spec: ModelSpec, model_file_path: str | os.PathLike[str] | N
     if model_file_path:
         path = Path(model_file_path).expanduser()
         if not path.is_file():
-            raise WeightsNotFoundError(f"{spec.name}: weights file {path} does not exist")
+            problem = "is a directory, not a file" if path.is_dir() else "does not exist"
+            raise WeightsNotFoundError(f"{spec.name}: weights file {path} {problem}")
         return path
     directory = os.environ.get(WEIGHTS_DIR_ENV)
     if directory:

@@ -56,6 +56,9 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
         raise typer.Exit(1) from error
     console = Console()
     console.print(table)
+    if not tasks_dir.is_dir():
+        typer.secho(f"warning: {tasks_dir} is not a directory: nothing is prepared there yet", fg=typer.colors.YELLOW,
+                    err=True)
     for name, paths in duplicate_folders(list_task_folders(tasks_dir)).items():
         typer.secho(f"warning: {name} is found more than once ({' and '.join(map(str, paths))}); looking it up "
                     "fails until one is removed", fg=typer.colors.YELLOW, err=True)

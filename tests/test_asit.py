@@ -288,6 +288,9 @@ def test_blocks_option_concatenates_the_last_blocks(fixtures_dir, speech):
     assert torch.equal(asit.get_scene_embeddings(clip, by_index)[:, :192], scene_two[:, :192])
     with pytest.raises(ValueError, match="blocks=3"):
         asit.load_model(fixtures_dir / "asit.pt", blocks=3)
+    for text in ("01", "abc"):  # a --model-option value that is not JSON stays text: never split into characters
+        with pytest.raises(ValueError, match=f"blocks='{text}': give an int n"):
+            asit.load_model(fixtures_dir / "asit.pt", blocks=text)
 
 
 def test_bf16_precision_stays_close_to_fp32(fixtures_dir, model, speech):
@@ -306,6 +309,8 @@ def test_load_model_options_and_errors(tmp_path, monkeypatch):
         asit.load_model()
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         asit.load_model(tmp_path / "ASIT_ssl.pt")
+    with pytest.raises(WeightsNotFoundError, match="is a directory, not a file"):
+        asit.load_model(tmp_path)
     with pytest.raises(ValueError, match="sample_rate=22050"):
         asit.load_model(random_weights=True, sample_rate=22050)
     model = asit.load_model(random_weights=True)

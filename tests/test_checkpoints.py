@@ -130,6 +130,12 @@ def test_junk_file_is_named_and_called_not_a_torch_checkpoint(tmp_path):
     message = str(error.value)
     assert message.startswith(f"{path}: not a torch checkpoint, or a truncated or corrupt one")
     assert "KeyError: 101" in message
+    # random bytes fail inside the weights-only unpickler: still "corrupt", never "outside the allowlist" (whose
+    # torch text suggests the unsafe weights_only=False)
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError, match=r"not a torch checkpoint.*pickle stream is invalid") as error:
+        load_encoder(path, "atst_frame")
+    assert "allowlist" not in str(error.value) and "weights_only" not in str(error.value)
 
 
 def test_missing_unexpected_and_misshapen_tensors_are_listed(tmp_path, frame_ckpt):

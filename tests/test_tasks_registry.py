@@ -126,6 +126,8 @@ def test_the_same_task_twice_is_an_error_naming_both_paths(tmp_path: Path) -> No
     register(app)
     result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "warning: esc50-v2.0.0-full is found more than once" in result.output
+    result = CliRunner().invoke(app, ["tasks", "--tasks-dir", str(tmp_path / "absent")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and f"warning: {tmp_path / 'absent'} is not a directory" in result.output
     shutil.rmtree(other)
     # the same task_name in two folders (two modes, or two unpackings) stays ambiguous when looked up by task_name
     shutil.rmtree(prepared)
