@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
-from hear_atst.registry import parse_model_options
+from hear_atst.registry import Precision, parse_model_options
 from tasks.commands import TASKS_DIR_HELP
 from tasks.registry import default_tasks_dir
 
@@ -37,11 +37,6 @@ class Grid(str, Enum):
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
 
 
 def _run(action: Callable[[], T]) -> T:

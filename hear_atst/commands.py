@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hear_atst.registry import ENCODER_FAMILIES, MODELS, parse_model_options
+from hear_atst.registry import ENCODER_FAMILIES, MODELS, Precision, parse_model_options
 from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights
 
 
@@ -66,6 +66,8 @@ def validate(
     long_seconds: Annotated[float | None, typer.Option(
         "--long-seconds", help="Length of the long-audio check, at least 60 s (default: 1200, HEAR's 20 minutes).")
     ] = None,
+    precision: Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")
+                         ] = Precision.fp32,
 ) -> None:
     """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
     from hear_atst.validate import LONG_SECONDS, MIN_LONG_SECONDS, validate_module
@@ -73,12 +75,16 @@ def validate(
     long_seconds = LONG_SECONDS if long_seconds is None else long_seconds
     try:
         options = parse_model_options(model_option)
+        if "precision" in options:
+            raise ValueError("set the model's precision with --precision, not --model-option precision=...")
         if long_seconds < MIN_LONG_SECONDS:
             raise ValueError(f"--long-seconds {long_seconds:g}: the long-audio check needs at least "
                              f"{MIN_LONG_SECONDS:g} s")
     except ValueError as error:
         Console(stderr=True).print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
+    if precision is not Precision.fp32:  # passed only when set: a module from elsewhere need not take the option
+        options["precision"] = precision.value
     results = validate_module(module, weights, long_seconds=long_seconds, **options)
     table = Table(title=f"hear-atst validate {module}")
     for column in ("check", "status", "detail"):

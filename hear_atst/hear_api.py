@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-PRECISIONS = ("fp32", "bf16")
+from hear_atst.registry import Precision
+
+PRECISIONS = tuple(p.value for p in Precision)
 
 
 class HearModel(nn.Module):

@@ -6,8 +6,16 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
+from enum import Enum
 from types import ModuleType
 from typing import Any
+
+
+class Precision(str, Enum):
+    """Where matrix products run: float32, or bfloat16 autocast (models) / bfloat16 GEMMs (probes)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
 
 
 @dataclass(frozen=True)

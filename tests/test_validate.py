@@ -170,9 +170,10 @@ def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypa
     bad = runner.invoke(app, ["validate", "defective_nondeterministic", "--long-seconds", "60"])
     assert bad.exit_code == 1
     assert "FAILED: determinism" in bad.output
-    bad_option = runner.invoke(app, ["validate", "mel", "--model-option", "precision=fp16",
-                                     "--long-seconds", "60"])
-    assert bad_option.exit_code == 1 and "precision='fp16'" in bad_option.output
+    bad_option = runner.invoke(app, ["validate", "mel", "--precision", "fp16", "--long-seconds", "60"])
+    assert bad_option.exit_code == 2 and "fp16" in bad_option.output
+    as_option = runner.invoke(app, ["validate", "mel", "--model-option", "precision=bf16", "--long-seconds", "60"])
+    assert as_option.exit_code == 2 and "--precision, not --model-option" in as_option.output
     too_short = runner.invoke(app, ["validate", "mel", "--long-seconds", "30"])
     assert too_short.exit_code == 2 and "at least 60 s" in too_short.output
     usage = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"}).output
