@@ -361,8 +361,9 @@ def test_seeds_reproduce_bit_identically_and_differ_between_seeds(esc):
 
 def test_linear_probe_learns_esc10(esc):
     result = evaluate(esc[0], ProbeConfig(protocol="linear", linear_lr=1e-3, max_epochs=60))
-    assert result.protocol == {"name": "linear", "shuffle": True, "stop_on_non_finite": False, "seeds": [0],
-                               "grid_points": None, "grid": None, "precision": "fp32"}
+    assert result.protocol == {"name": "linear", "run": "linear-lr=0.001-max-epochs=60", "shuffle": True,
+                               "stop_on_non_finite": False, "seeds": [0], "grid_points": None, "grid": None,
+                               "precision": "fp32"}
     assert result.score["n"] == 5
     assert result.score["mean"] > 0.35  # chance is 0.1; 120 training clips per fold
     assert result.runs[0]["selected_hyperparameters"]["batch_size"] == 120  # min(200, n_train)

@@ -144,7 +144,7 @@ def test_leaderboard_draws_the_timeline_of_a_real_event_run(dcase_page: Path, dc
                                                            tmp_path: Path) -> None:
     reference = json.loads((dcase2016_small_task / "test.json").read_text())
     busiest = min(reference, key=lambda name: (-len(reference[name]), name))  # most reference events, first name
-    title = f"Event timeline: mel on dcase2016_task2-small (linear), {busiest}"
+    title = f"Event timeline: mel on dcase2016_task2-small (linear-max-epochs=10), {busiest}"
     dom = rendered_dom(dcase_page, tmp_path)
     images = dict(re.findall(r'<img alt="([^"]*)" [^>]*data-decoded="([^"]+)"', dom))
     assert [alt for alt in images if alt.startswith("Event timeline")] == [title]

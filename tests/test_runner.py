@@ -43,7 +43,7 @@ def without_run_details(results: dict) -> dict:
 
 
 def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path, tmp_path: Path):
-    code, stdout, stderr = invoke(*eval_args("esc50", esc10_task.parent, tmp_path, "--protocol", "linear",
+    code, stdout, stderr = invoke(*eval_args("esc50", esc10_task.parent, tmp_path, "--grid", "faster",
                                              "--probe-precision", "bf16", "--no-shuffle", "--stop-on-non-finite"))
     assert code == 0, stderr
     match = SUMMARY.match(stdout.strip().splitlines()[-1])
@@ -53,12 +53,12 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path,
     assert 0.3 < float(mean) < 0.95  # 10 classes: chance is 0.1
     assert 0.0 < float(std) < 0.2
 
-    out = tmp_path / "results" / "mel" / esc10_task.name / "linear-kit-order-stop-non-finite-precision=bf16"
+    out = tmp_path / "results" / "mel" / esc10_task.name / "hear-grid=faster-kit-order-stop-non-finite-precision=bf16"
     results = read_results(out / "results.json")
     assert results["model"] == {"id": "mel", "name": "mel", "module": "hear_atst.mel", "options": {},
                                 "weights": None, "weights_sha256": None}
     assert results["task"]["folder"] == esc10_task.name and results["task"]["split_mode"] == "presplit_kfold"
-    assert results["protocol"]["name"] == "linear" and results["protocol"]["seeds"] == [0]
+    assert results["protocol"]["name"] == "hear" and results["protocol"]["seeds"] == [0]
     assert results["protocol"]["precision"] == "bf16"
     assert (results["protocol"]["shuffle"], results["protocol"]["stop_on_non_finite"]) == (False, True)
     assert results["primary_score"] == "top1_acc" and results["higher_is_better"] is True
@@ -66,7 +66,7 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path,
     assert score["n"] == 5 and f"{score['mean']:.4f}" == mean and f"{score['std']:.4f}" == std
     assert score["ci95"][0] < score["mean"] < score["ci95"][1]
     assert sorted(results["runs"][0]["folds"]) == [f"fold{i:02d}" for i in range(5)]
-    assert results["runs"][0]["selected_hyperparameters"]["protocol"] == "linear"
+    assert results["runs"][0]["selected_hyperparameters"]["max_epochs"] == 10  # the faster grid's
     assert set(results["timing_s"]) == {"embed", "probe", "total"}
     environment = results["environment"]
     assert environment["numpy"] == importlib.metadata.version("numpy")
