@@ -18,6 +18,7 @@ tarfile ``data`` filter only (Python >= 3.10.12 / 3.11.4); an older Python gets 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sys
 import tarfile
@@ -27,6 +28,8 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from hear_atst.atomic import write_bytes_atomic
 
 DOWNLOADS_DIRNAME = "_downloads"
 
@@ -83,8 +86,14 @@ def _require_safe_tar(archive: Path) -> None:
 
 
 def unpack(archive: Path, source: Source, workdir: Path) -> Path:
-    """Unpack ``archive`` into ``workdir/<source.name>`` (once) and return the root holding ``source.marker``."""
+    """Unpack ``archive`` into ``workdir/<source.name>`` (once per archive) and return the root holding
+    ``source.marker``. The folder records which archive (path and size) filled it: another archive replaces it, and
+    an archive without the marker leaves nothing behind, so a wrong file never blocks a rerun with the right one."""
     target = workdir / source.name
+    origin = workdir / f"{source.name}.from.json"
+    identity = {"archive": str(archive.resolve()), "size": archive.stat().st_size}
+    if target.exists() and (not origin.is_file() or json.loads(origin.read_text(encoding="utf-8")) != identity):
+        shutil.rmtree(target)
     if not target.exists():
         if archive.suffix != ".zip":
             _require_safe_tar(archive)
@@ -103,8 +112,10 @@ def unpack(archive: Path, source: Source, workdir: Path) -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             raise SourceError(f"{archive}: damaged or unreadable archive ({error}); fetch it again") from error
         partial.replace(target)
+        write_bytes_atomic(origin, json.dumps(identity).encode())
     root = _unpacked(source, target)
     if root is None:
+        shutil.rmtree(target)
         raise SourceError(f"{archive}: does not contain {source.roots[0]}/{source.marker}; is it the right file?")
     return root
 

@@ -229,6 +229,32 @@ def test_archive_source_and_damaged_archive(esc_copy: Path, tmp_path: Path) -> N
     damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(SourceError, match=r"ESC-50-master\.zip: damaged or unreadable archive"):
         _prepare_esc(damaged, tmp_path / "bad")
+    # a well-formed archive without the marker leaves nothing behind: the right one then unpacks and prepares
+    wrong = tmp_path / "wrong" / "ESC-50-master.zip"
+    wrong.parent.mkdir()
+    with zipfile.ZipFile(wrong, "w") as handle:
+        handle.writestr("ESC-50-master/README.md", "not the data")
+    with pytest.raises(SourceError, match=r"does not contain ESC-50-master/meta/esc50\.csv"):
+        _prepare_esc(wrong, tmp_path / "retry")
+    retried = _prepare_esc(archive, tmp_path / "retry")
+    assert (retried / "fold00.json").read_bytes() == (from_dir / "fold00.json").read_bytes()
+
+
+def test_an_unpacked_folder_belongs_to_its_archive(tmp_path: Path) -> None:
+    """Another archive for the same source (e.g. the small ESC zip, then the full one) is unpacked afresh."""
+    source = Source("all_folds", "ESC-50-master.zip", ("ESC-50-master",), "meta/esc50.csv")
+    archives = []
+    for name, content in (("first", "filename\n1.wav\n"), ("second", "filename\n2.wav\n")):
+        archive = tmp_path / name / "ESC-50-master.zip"
+        archive.parent.mkdir()
+        with zipfile.ZipFile(archive, "w") as handle:
+            handle.writestr("ESC-50-master/meta/esc50.csv", content)
+        archives.append(archive)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    assert (unpack(archives[0], source, workdir) / "meta" / "esc50.csv").read_text() == "filename\n1.wav\n"
+    assert (unpack(archives[0], source, workdir) / "meta" / "esc50.csv").read_text() == "filename\n1.wav\n"
+    assert (unpack(archives[1], source, workdir) / "meta" / "esc50.csv").read_text() == "filename\n2.wav\n"
 
 
 def test_idempotent_and_resumable(esc_copy: Path, tmp_path: Path) -> None:
