@@ -204,10 +204,7 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
         for stray in out_dir.rglob("*.tmp"):
             stray.unlink()
     elif out_dir.exists() and any(out_dir.iterdir()):
-        raise EmbeddingCacheError(
-            f"{out_dir} holds files but no {CONFIG_FILENAME}: not written by hear-atst (perhaps by the HEAR kit), "
-            "so it cannot be checked for reuse; remove it or choose another --embeddings-dir"
-        )
+        raise _not_ours(out_dir)
     else:
         write_json_atomic(config_path, config)
     for filename in task_files(folder):
@@ -215,7 +212,16 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
             handle.write((folder.path / filename).read_bytes())
 
 
+def _not_ours(out_dir: Path) -> EmbeddingCacheError:
+    return EmbeddingCacheError(
+        f"{out_dir} holds files but no {CONFIG_FILENAME}: not written by hear-atst (perhaps by the HEAR kit), "
+        "so it cannot be checked for reuse; remove it or choose another --embeddings-dir"
+    )
+
+
 def _check_identity(out_dir: Path, identity: dict[str, Any]) -> None:
+    if not (out_dir / CONFIG_FILENAME).is_file():
+        raise _not_ours(out_dir)
     stored = json.loads((out_dir / CONFIG_FILENAME).read_text(encoding="utf-8"))
     differ = [key for key in IDENTITY_KEYS if stored.get(key) != identity[key]]
     if differ:
@@ -330,7 +336,8 @@ def load_task_embeddings(path: str | os.PathLike[str]) -> TaskEmbeddings:
     """Read a complete embeddings folder written by hear-atst or by the HEAR kit, from the per-clip files.
 
     Rows follow :func:`kit_order` (for our folders, the memmap's order). Labels become strings, the vocabulary's
-    form. The pickled labels are never read; the memmap's row count is checked against the per-clip files.
+    form. The pickled labels are never read; the per-split memmap's size and dimensions file are checked against
+    the per-clip files.
     """
     path = Path(path)
     if not is_complete(path):
@@ -378,5 +385,9 @@ def _read_split(path: Path, split: str, names: list[str], event: bool) -> SplitE
     dims_path = path / f"{split}.embedding-dimensions.json"
     if dims_path.is_file() and json.loads(dims_path.read_text(encoding="utf-8")) != list(matrix.shape):
         raise EmbeddingCacheError(f"{dims_path}: says {dims_path.read_text().strip()}, the clips give {matrix.shape}")
+    memmap = path / f"{split}.embeddings.npy"  # raw float32 rows (the kit's np.memmap), no header
+    if memmap.is_file() and memmap.stat().st_size != matrix.size * 4:
+        raise EmbeddingCacheError(f"{memmap}: {memmap.stat().st_size} bytes, the clips give {matrix.shape} float32 "
+                                  f"= {matrix.size * 4} bytes")
     return SplitEmbeddings(name=split, embeddings=matrix, labels=labels, filenames=filenames,
                            timestamps=np.asarray(times, dtype=np.float64) if event else None)

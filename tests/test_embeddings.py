@@ -214,8 +214,14 @@ def test_reader_reads_the_kits_layout(kind: str, spoken_digit_task: Path, dcase2
 
 def test_reader_checks_completeness_and_dimensions(digit_embeddings: Path, tmp_path: Path):
     copy = Path(shutil.copytree(digit_embeddings, tmp_path / "copy"))
+    dims = (copy / "fold00.embedding-dimensions.json").read_text()
     (copy / "fold00.embedding-dimensions.json").write_text("[21, 128]")
     with pytest.raises(EmbeddingCacheError, match=r"fold00\.embedding-dimensions\.json"):
+        load_task_embeddings(copy)
+    (copy / "fold00.embedding-dimensions.json").write_text(dims)
+    memmap = copy / "fold00.embeddings.npy"
+    memmap.write_bytes(memmap.read_bytes()[:-4])  # a truncated per-split array
+    with pytest.raises(EmbeddingCacheError, match=r"fold00\.embeddings\.npy: \d+ bytes, the clips give"):
         load_task_embeddings(copy)
     (copy / ".done.embeddings").unlink()
     with pytest.raises(EmbeddingCacheError, match=r"no \.done\.embeddings"):
@@ -301,6 +307,9 @@ def test_a_cache_of_another_identity_is_never_reused(digit_embeddings: Path, spo
     with pytest.raises(EmbeddingCacheError, match="begun on cuda; finishing it on cpu would mix"):
         embed_task(mel_setup, folder, root, progress=False)
     (copy / CONFIG_FILENAME).unlink()  # a folder without our config (e.g. the kit's) is not touched
+    with pytest.raises(EmbeddingCacheError, match="not written by hear-atst"):
+        embed_task(mel_setup, folder, root, progress=False)
+    (copy / ".done.embeddings").touch()  # ... complete or not
     with pytest.raises(EmbeddingCacheError, match="not written by hear-atst"):
         embed_task(mel_setup, folder, root, progress=False)
 
