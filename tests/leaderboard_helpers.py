@@ -65,10 +65,11 @@ def make_results(
     }
 
 
-def write_results(results_dir: Path, data: dict[str, Any], run: str = "") -> Path:
+def write_results(results_dir: Path, data: dict[str, Any], run: str = "", probe: str | None = None) -> Path:
     """Write ``data`` where the runner would: ``<results_dir>/[<run>/]<model_id>/<task_folder>/<probe>/results.json``
-    (``<probe>``: the protocol name, as :attr:`ProbeConfig.run_name` gives for default settings)."""
-    folder = results_dir / run / data["model"]["id"] / data["task"]["folder"] / data["protocol"]["name"]
+    (``<probe>`` by default the protocol name, as :attr:`ProbeConfig.run_name` gives for default settings)."""
+    probe = data["protocol"]["name"] if probe is None else probe  # "": the oldest layout, no probe folder
+    folder = results_dir / run / data["model"]["id"] / data["task"]["folder"] / probe
     path = folder / RESULTS_FILENAME
     write_json_atomic(path, data)
     return path

@@ -190,12 +190,13 @@ def test_runs_with_other_probe_settings_are_their_own_protocol(tmp_path: Path) -
                           date="2026-11-23T10:00:00+00:00")
     capped["protocol"]["run"] = "hear-max-epochs=40"
     write_results(tmp_path, capped, run="capped")
-    legacy = make_results("mel", "esc50", "esc50-v2.0.0-full", {k: 0.5 for k in folds})
-    legacy["protocol"].update(grid="fast", precision="bf16")  # written before the run name was recorded
-    write_results(tmp_path, legacy, run="legacy")
+    legacy = make_results("mel", "esc50", "esc50-v2.0.0-full", {k: 0.5 for k in folds})  # no protocol.run yet:
+    write_results(tmp_path, legacy, run="legacy", probe="hear-grid=fast-max-epochs=10")  # its folder names it
+    oldest = make_results("mel", "esc50", "esc50-v2.0.0-full", {k: 0.4 for k in folds}, protocol="linear")
+    write_results(tmp_path, oldest, run="oldest", probe="")  # results.json directly in the task folder
     runs = collect_runs(tmp_path)
     assert dict(zip(runs["protocol"], runs["mean"], strict=True)) == pytest.approx(
-        {"hear": 0.7, "hear-max-epochs=40": 0.3, "hear-grid=fast-precision=bf16": 0.5})
+        {"hear": 0.7, "hear-max-epochs=40": 0.3, "hear-grid=fast-max-epochs=10": 0.5, "linear": 0.4})
     labelled = published_for_runs(runs, load_published(PUBLISHED))
     assert set(labelled.loc[labelled["comparison"] == "comparable", "protocol"]) == {"hear"}
 

@@ -8,8 +8,8 @@ key, protocol); by default only the latest run (by its ``date``) of each key is 
 Protocols are never mixed silently: a published row is *comparable* with a run only when both its protocol and its
 metric equal the run's (``hear`` with ``hear``: a run with a reduced grid, an epoch cap or bf16 probes is never
 ranked with the HEAR leaderboard); every other published row of the task is *context*, and is labelled so wherever
-it is shown. EVAR's ``evar-linear`` rows are context for this project's
-``linear`` protocol, because EVAR's splits and clip lengths differ from the HEAR task folders (hear_eval.md §5.3).
+it is shown. EVAR's ``evar-linear`` rows are context for this project's ``linear`` protocol, because EVAR's splits
+and clip lengths differ from the HEAR task folders (hear_eval.md §5.3).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from evaluation.protocol import ProbeConfig
 from evaluation.results import RESULTS_FILENAME, read_results
 
 RUN_COLUMNS = (
@@ -59,16 +58,15 @@ def task_key(task_name: str, folder: str) -> str:
     return f"{task_name}-{mode}"
 
 
-def probe_name(protocol: dict[str, Any]) -> str:
-    """The run name of a results.json ``protocol`` block; files written before it was recorded get it rebuilt from
-    the settings they do record (grid, points, shuffle, NaN stop, precision)."""
+def probe_name(protocol: dict[str, Any], path: Path) -> str:
+    """The probe run name of a results.json: recorded in its ``protocol`` block; in files written before it was
+    recorded, the name of the folder the runner wrote it to (``<model>/<task>/<run name>/results.json``), or in
+    the oldest layout (no probe folder) the protocol name."""
     if "run" in protocol:
         return str(protocol["run"])
-    hear = protocol["name"] == "hear"
-    return ProbeConfig(protocol=protocol["name"], shuffle=protocol.get("shuffle", True),
-                       stop_on_non_finite=protocol.get("stop_on_non_finite", False),
-                       grid_points=protocol.get("grid_points") if hear and protocol.get("grid_points") else 8,
-                       grid=protocol.get("grid") or "default", precision=protocol.get("precision", "fp32")).run_name
+    name = str(protocol["name"])
+    folder = path.parent.name
+    return folder if folder == name or folder.startswith(f"{name}-") else name
 
 
 def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -82,7 +80,7 @@ def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
             "task": task_key(task["name"], task["folder"]),
             "task_name": task["name"],
             "task_folder": task["folder"],
-            "protocol": probe_name(data["protocol"]),
+            "protocol": probe_name(data["protocol"], path),
             "metric": data["primary_score"],
             "higher_is_better": bool(data["higher_is_better"]),
             "mean": score["mean"],
