@@ -160,7 +160,7 @@ class _BankRun:
                 value = -math.inf if self.schedule.maximize else math.inf
             best = self.best[member_index]
             improved = best is None or _improved(value, best.best_value, self.schedule.maximize,
-                                                          self.schedule.ties_improve)
+                                                 self.schedule.ties_improve)
             if improved:
                 self.best[member_index] = Trained(self.bank.export(head), value, epoch, extra, epoch + 1)
                 self.wait[member_index] = 0
