@@ -103,10 +103,10 @@ def eval_command(
         "--linear-lr", min=0.0, help="Adam learning rate of --protocol linear (EVAR's default 3e-4; its ATST-Frame "
         "config uses 3e-5).")] = None,
     no_shuffle: Annotated[bool, typer.Option(
-        "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour).")] = False,
+        "--no-shuffle", help="Never shuffle training batches (the HEAR kit's behaviour; hear protocol only).")] = False,
     stop_on_non_finite: Annotated[bool, typer.Option(
         "--stop-on-non-finite", help="End a head's training at its first NaN or infinite validation score (the HEAR "
-        "kit's early stopping); by default training goes on.")] = False,
+        "kit's early stopping; hear protocol only); by default training goes on.")] = False,
     no_psds: Annotated[bool, typer.Option(
         "--no-psds", help="Leave PSDS (scenario 1, an extra score of event tasks) out.")] = False,
     device: DeviceOpt = Device.cpu,
