@@ -310,8 +310,8 @@ def test_esc10_five_fold_chain_with_the_hear_protocol(model: str, low: float, hi
     """ESC-10 (5 folds) with the kit's protocol (grid of 8 on fold 0, 500 epochs max), twice: sane and identical."""
     first, second = _chain_twice(model, esc10_task, tmp_path, ProbeConfig(seeds=[0]))
     assert first == second
-    assert first["protocol"] == {"name": "hear", "shuffle": True, "stop_on_non_finite": False, "seeds": [0],
-                                 "grid_points": 8, "grid": "default", "precision": "fp32"}
+    assert first["protocol"] == {"name": "hear", "run": "hear", "shuffle": True, "stop_on_non_finite": False,
+                                 "seeds": [0], "grid_points": 8, "grid": "default", "precision": "fp32"}
     assert low < first["score"]["mean"] < high and first["score"]["n"] == 5
 
 
