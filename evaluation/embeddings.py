@@ -195,7 +195,7 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
     if config_path.is_file():
         _check_identity(out_dir, config)
         begun_on = json.loads(config_path.read_text(encoding="utf-8")).get("device")
-        if begun_on != config["device"]:
+        if not _same_device(begun_on, config["device"]):
             raise EmbeddingCacheError(
                 f"{out_dir} is unfinished and was begun on {begun_on}; finishing it on {config['device']} would mix "
                 f"two devices' embeddings (their low-order bits differ): resume with --device {begun_on}, or remove "
@@ -210,6 +210,14 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
     for filename in task_files(folder):
         with atomic_write(out_dir / filename) as handle:
             handle.write((folder.path / filename).read_bytes())
+
+
+def _same_device(first: str | None, second: str) -> bool:
+    """``cuda`` and ``cuda:0`` (or ``cpu`` and ``cpu:0``) name one device."""
+    if first is None:
+        return False
+    a, b = torch.device(first), torch.device(second)
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def _not_ours(out_dir: Path) -> EmbeddingCacheError:

@@ -67,6 +67,9 @@ class ProbeConfig:
         if self.protocol == "linear" and (not self.shuffle or self.stop_on_non_finite):
             raise ValueError("shuffle=False and stop_on_non_finite=True reproduce the HEAR kit's training; the linear "
                              "protocol follows EVAR, which shuffles and has no such stop")
+        if not self.linear_lr > 0 or self.linear_weight_decay < 0:
+            raise ValueError(f"linear_lr must be > 0 and linear_weight_decay >= 0, got {self.linear_lr!r}, "
+                             f"{self.linear_weight_decay!r}")
         compute_dtype(self.precision)  # raises ValueError on an unknown precision
 
     @property

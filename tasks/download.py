@@ -18,6 +18,7 @@ tarfile ``data`` filter only (Python >= 3.10.12 / 3.11.4); an older Python gets 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import shutil
 import sys
@@ -157,7 +158,7 @@ def fetch(source: Source, downloads_dir: Path, timeout: float = 60.0) -> Path:
     try:
         with urllib.request.urlopen(source.url, timeout=timeout) as response, open(part, "wb") as handle:
             shutil.copyfileobj(response, handle, 1 << 22)
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:  # e.g. IncompleteRead: cut off
         part.unlink(missing_ok=True)
         raise SourceError(
             f"cannot download {source.url} ({error}). Fetch it yourself and put it at {path} "

@@ -306,6 +306,8 @@ def test_a_cache_of_another_identity_is_never_reused(digit_embeddings: Path, spo
     (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "device": "cuda"}))  # nor one begun on another device
     with pytest.raises(EmbeddingCacheError, match="begun on cuda; finishing it on cpu would mix"):
         embed_task(mel_setup, folder, root, progress=False)
+    (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "device": "cpu:0"}))  # the same device, spelt out
+    assert embed_task(mel_setup, folder, root, progress=False) == copy
     (copy / CONFIG_FILENAME).unlink()  # a folder without our config (e.g. the kit's) is not touched
     with pytest.raises(EmbeddingCacheError, match="not written by hear-atst"):
         embed_task(mel_setup, folder, root, progress=False)

@@ -76,6 +76,8 @@ def test_bf16_probe_training_scores_like_fp32(esc_result, data_dir):
 def test_the_kits_compatibility_options_do_not_apply_to_the_linear_protocol(kit_option):
     with pytest.raises(ValueError, match="linear protocol follows EVAR"):
         ProbeConfig(protocol="linear", **kit_option)
+    with pytest.raises(ValueError, match="linear_lr must be > 0"):
+        ProbeConfig(protocol="linear", linear_lr=0.0)
     assert ProbeConfig(protocol="hear", **kit_option).run_name != "hear"
 
 

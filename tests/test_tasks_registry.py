@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import io
 import json
 import os
 import shutil
@@ -291,6 +293,18 @@ def test_download_errors_say_what_to_fetch(tmp_path: Path) -> None:
         fetch(offline, tmp_path)
     with pytest.raises(SourceError, match="VoxCeleb1 requires registration"):
         prepare_task(get_spec("voxceleb1"), tmp_path / "tasks")
+
+
+def test_a_download_cut_off_mid_stream_is_a_source_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    class CutOff(io.BytesIO):  # a chunked response whose connection drops
+        def read(self, size: int = -1) -> bytes:
+            raise http.client.IncompleteRead(b"partial")
+
+    monkeypatch.setattr("tasks.download.urllib.request.urlopen", lambda url, timeout: CutOff())
+    source = Source("x", "thing.zip", ("thing",), "m", url="http://example.invalid/thing.zip", md5="0" * 32)
+    with pytest.raises(SourceError, match=r"cannot download http://example\.invalid/thing\.zip \(IncompleteRead"):
+        fetch(source, tmp_path)
+    assert not list(tmp_path.iterdir())  # no partial file left behind
 
 
 def test_tasks_dir_default_is_shared_by_every_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
