@@ -15,11 +15,11 @@ from typing import Annotated, TypeVar
 import typer
 
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
+from hear_atst.commands import USAGE_ERROR
 from hear_atst.registry import Precision, parse_model_options
 from tasks.commands import TASKS_DIR_HELP
 from tasks.registry import default_tasks_dir
 
-USAGE_ERROR = 2
 T = TypeVar("T")
 
 

@@ -17,6 +17,9 @@ from rich.table import Table
 from hear_atst.registry import ENCODER_FAMILIES, MODELS, Precision, parse_model_options
 from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights
 
+CHECK_FAILED = 1  # exit code of every command: a check failed (validate, regress)
+USAGE_ERROR = 2  # ... a usage or input error (one line on stderr), as click's own usage errors
+
 
 def models() -> None:
     """List the registered models and whether their weights were found (in $HEAR_ATST_WEIGHTS)."""
@@ -54,7 +57,7 @@ def convert(
         metadata = convert_checkpoint(checkpoint, out, kind)
     except (CheckpointError, ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        raise typer.Exit(USAGE_ERROR) from None
     typer.echo(f"wrote {out} ({out.stat().st_size:,} bytes): kind {metadata['kind']}, config {metadata['config']}")
 
 
@@ -82,7 +85,7 @@ def validate(
                              f"{MIN_LONG_SECONDS:g} s")
     except ValueError as error:
         Console(stderr=True).print(f"error: {error}", markup=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(USAGE_ERROR) from None
     if precision is not Precision.fp32:  # passed only when set: a module from elsewhere need not take the option
         options["precision"] = precision.value
     results = validate_module(module, weights, long_seconds=long_seconds, **options)
@@ -96,7 +99,7 @@ def validate(
     failed = [r.name for r in results if not r.passed]
     if failed:
         Console(stderr=True).print(f"FAILED: {', '.join(failed)}", markup=False)
-        raise typer.Exit(1)
+        raise typer.Exit(CHECK_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluation.taskfolder import folder_sample_rates, read_task_metadata
+from hear_atst.commands import USAGE_ERROR
 from tasks.registry import (
     DEFAULT_TASKS_DIR,
     REGISTRY,
@@ -53,7 +54,7 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
         table = _tasks_table(tasks_dir)
     except ValueError as error:  # a broken task_metadata.json
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(USAGE_ERROR) from error
     console = Console()
     console.print(table)
     if not tasks_dir.is_dir():
@@ -123,7 +124,7 @@ def prepare_command(
         )
     except (SourceError, PrepareError, FileNotFoundError, ValueError, RuntimeError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(USAGE_ERROR) from error
     typer.echo(f"{folder} ({time.perf_counter() - start:.1f} s)")
 
 

@@ -104,12 +104,12 @@ def test_cli_convert_and_models(tmp_path, fixtures_dir, monkeypatch):
     assert "kind atst_clip" in result.output and target.is_file()
     result = runner.invoke(app, ["convert", str(fixtures_dir / "atst_clip_dino.ckpt"), str(tmp_path / "x"),
                                  "--kind", "atst_frame"])
-    assert result.exit_code == 1 and "no ATST-Frame encoder found" in result.output
+    assert result.exit_code == 2 and "no ATST-Frame encoder found" in result.output
     result = runner.invoke(app, ["convert", str(tmp_path / "absent.ckpt"), str(tmp_path / "x")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip() == f"error: {tmp_path / 'absent.ckpt'}: no such checkpoint file"
     result = runner.invoke(app, ["convert", str(fixtures_dir / "atst_clip_dino.ckpt"), str(tmp_path)])
-    assert result.exit_code == 1 and result.output.startswith(f"error: {tmp_path} is a directory")
+    assert result.exit_code == 2 and result.output.startswith(f"error: {tmp_path} is a directory")
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "atst_c2f.ckpt").write_bytes(b"")
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "weights"))

@@ -346,4 +346,4 @@ def test_leaderboard_command(results_dir: Path, tmp_path: Path) -> None:
     every = CliRunner().invoke(app, [*args, "--all-runs"])
     assert every.output.startswith("5 runs -> "), every.output
     missing = CliRunner().invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "none"), "--out", str(out)])
-    assert missing.exit_code == 1 and "no results.json found" in missing.output
+    assert missing.exit_code == 2 and "no results.json found" in missing.output

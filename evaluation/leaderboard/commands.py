@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from hear_atst.commands import CHECK_FAILED, USAGE_ERROR
+
 SHARED_HELP = ("The shared data folder (default: $HEAR_ATST_SHARED, else the suite's 'shared' path, relative to the "
                "baseline file's folder).")
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
@@ -33,7 +35,7 @@ def leaderboard_command(
         files = write_leaderboard(results_dir, published, out, latest_only=not all_runs, with_html=html)
     except (FileNotFoundError, ValueError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(USAGE_ERROR) from error
     written = [files.csv, files.markdown, *([files.html] if files.html else [])]
     typer.echo(f"{len(files.runs)} runs -> " + ", ".join(str(path) for path in written))
 
@@ -69,7 +71,7 @@ def regress_command(
         run = run_suite(suite, shared_dir, work, log=typer.echo)
     except (SourceError, PrepareError, FileNotFoundError, LookupError, RuntimeError, ValueError) as error:
         typer.secho(f"error: the suite could not run: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from error
+        raise typer.Exit(USAGE_ERROR) from error
     finally:
         if work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -81,7 +83,7 @@ def regress_command(
     rows = gate(suite, recorded, run)
     typer.echo(render_gate(rows))
     if any(row.failed for row in rows):
-        raise typer.Exit(1)
+        raise typer.Exit(CHECK_FAILED)
 
 
 def register(app: typer.Typer) -> None:
