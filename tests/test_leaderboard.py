@@ -12,7 +12,13 @@ import pytest
 from leaderboard_helpers import make_results, write_results
 
 from evaluation.leaderboard.aggregate import collect_runs, published_for_runs, task_key
-from evaluation.leaderboard.html import event_timeline_figure, figure_png, normalised_scores, task_bars_figure
+from evaluation.leaderboard.html import (
+    event_timeline_figure,
+    figure_png,
+    heatmap_rows,
+    normalised_scores,
+    task_bars_figure,
+)
 from evaluation.leaderboard.published import (
     HEAR_COLUMNS,
     PUBLISHED_COLUMNS,
@@ -286,6 +292,14 @@ def test_plots_draw_names_as_written_and_error_rates_above_one(tmp_path: Path) -
     assert figure.axes[0].get_ylim()[1] > 1.4
     assert figure_png(figure).startswith(b"\x89PNG")
     assert figure.axes[0].get_xticklabels()[0].get_text() == "m_$\\bad{$"
+
+
+def test_heatmap_shows_the_latest_run_as_the_tables_do(results_dir: Path) -> None:
+    """With every run kept (--all-runs), the heatmap takes each model's latest run, like the pivot table."""
+    runs = collect_runs(results_dir, latest_only=False)
+    rows = heatmap_rows(runs, published_for_runs(runs, load_published(PUBLISHED)), "hear")
+    mel = rows[(rows["label"] == "mel (this project)") & (rows["task"] == "esc50")]
+    assert mel["value"].tolist() == pytest.approx([0.62])  # the newer of mel's two ESC-50 runs
 
 
 def test_event_timeline_needs_events() -> None:

@@ -121,8 +121,10 @@ def heatmap_figure(normalised: pd.DataFrame, title: str) -> Figure:
 
 
 def heatmap_rows(runs: pd.DataFrame, labelled_published: pd.DataFrame, protocol: str) -> pd.DataFrame:
-    """The runs of one protocol plus the published rows comparable with them, ready for :func:`normalised_scores`."""
-    mine = runs[runs["protocol"] == protocol]
+    """The runs of one protocol (the latest of each model and task, as the tables show, also under ``--all-runs``)
+    plus the published rows comparable with them, ready for :func:`normalised_scores`."""
+    mine = runs[runs["protocol"] == protocol].sort_values("date", kind="stable")
+    mine = mine.drop_duplicates(["model", "task"], keep="last")
     comparable = labelled_published[
         (labelled_published["protocol"] == protocol) & (labelled_published["comparison"] == "comparable")
     ]
