@@ -193,8 +193,7 @@ def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> N
     """Create or resume ``out_dir``: the identity must match; stray temporary files of a killed run are removed."""
     config_path = out_dir / CONFIG_FILENAME
     if config_path.is_file():
-        _check_identity(out_dir, config)
-        begun_on = json.loads(config_path.read_text(encoding="utf-8")).get("device")
+        begun_on = _check_identity(out_dir, config).get("device")
         if not _same_device(begun_on, config["device"]):
             raise EmbeddingCacheError(
                 f"{out_dir} is unfinished and was begun on {begun_on}; finishing it on {config['device']} would mix "
@@ -227,7 +226,8 @@ def _not_ours(out_dir: Path) -> EmbeddingCacheError:
     )
 
 
-def _check_identity(out_dir: Path, identity: dict[str, Any]) -> None:
+def _check_identity(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The stored embedding config of ``out_dir``, after checking that it has ``identity``."""
     if not (out_dir / CONFIG_FILENAME).is_file():
         raise _not_ours(out_dir)
     stored = json.loads((out_dir / CONFIG_FILENAME).read_text(encoding="utf-8"))
@@ -238,6 +238,7 @@ def _check_identity(out_dir: Path, identity: dict[str, Any]) -> None:
             f"{out_dir} holds embeddings of a different model or task ({detail}); "
             "remove it or choose another --embeddings-dir"
         )
+    return stored
 
 
 def _progress(enabled: bool) -> Progress:

@@ -24,6 +24,7 @@ timestamps are regularly spaced. :func:`validate_module` also checks, with the m
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import resource
 import sys
@@ -152,8 +153,8 @@ class _Probe:
         self.sample_rate = int(model.sample_rate)
         self.hop_ms = math.nan
         self.first_ms = math.nan
-        tensors = [*model.parameters(), *model.buffers()]
-        self.device = tensors[0].device if tensors else torch.device("cpu")
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
 
     def timestamp(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         """``(embeddings, timestamps)`` on the CPU, for audio sent to the model's device."""

@@ -50,8 +50,9 @@ def _rates(text: str) -> list[int]:
 def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
     """List the registered tasks (what each needs, whether it is prepared) and any other task folder on disk."""
     tasks_dir = tasks_dir or default_tasks_dir()
+    folders = list_task_folders(tasks_dir)
     try:
-        table = _tasks_table(tasks_dir)
+        table = _tasks_table(tasks_dir, folders)
     except ValueError as error:  # a broken task_metadata.json
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(USAGE_ERROR) from error
@@ -60,7 +61,7 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
     if not tasks_dir.is_dir():
         typer.secho(f"warning: {tasks_dir} is not a directory: nothing is prepared there yet", fg=typer.colors.YELLOW,
                     err=True)
-    for name, paths in duplicate_folders(list_task_folders(tasks_dir)).items():
+    for name, paths in duplicate_folders(folders).items():
         typer.secho(f"warning: {name} is found more than once ({' and '.join(map(str, paths))}); looking it up "
                     "fails until one is removed", fg=typer.colors.YELLOW, err=True)
     console.print("--source needs:")
@@ -68,9 +69,9 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
         console.print(f"  {spec.name}: {spec.needs}", highlight=False)
 
 
-def _tasks_table(tasks_dir: Path) -> Table:
+def _tasks_table(tasks_dir: Path, folders: list[Path]) -> Table:
     """One row per mode of each registered task, then one per other task folder on disk (by its path there)."""
-    on_disk = {folder.name: folder for folder in list_task_folders(tasks_dir)}
+    on_disk = {folder.name: folder for folder in folders}
     table = Table(title=f"HEAR tasks ({tasks_dir})")
     for column in ("task", "folder", "kind", "clip s", "primary", "prepared"):
         table.add_column(column)

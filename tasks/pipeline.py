@@ -219,7 +219,7 @@ def subsample(meta: pd.DataFrame, config: Mapping[str, Any]) -> dict[str, list[t
         kept[split] = list(zip(pairs["unique_filestem"], pairs["relpath"], strict=True))
     empty = [split for split, pairs in kept.items() if not pairs]
     if empty:
-        raise PrepareError(f"{config.get('task_name', 'task')}: no files in {', '.join(empty)} (fewer split keys "
+        raise PrepareError(f"{config['task_name']}: no files in {', '.join(empty)} (fewer split keys "
                            f"than splits, or a duration budget under one {duration} s clip)")
     return kept
 
