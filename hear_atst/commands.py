@@ -83,8 +83,14 @@ def validate(
         if long_seconds < MIN_LONG_SECONDS:
             raise ValueError(f"--long-seconds {long_seconds:g}: the long-audio check needs at least "
                              f"{MIN_LONG_SECONDS:g} s")
-    except ValueError as error:
-        Console(stderr=True).print(f"error: {error}", markup=False)
+        spec = next((s for s in MODELS.values() if module in (s.name, s.module)), None)
+        if spec is not None and spec.needs_weights and not options.get("random_weights"):
+            resolve_weights(spec, weights)  # missing weights are a usage error, as for embed and eval
+        elif weights is not None and not weights.is_file():
+            raise ValueError(f"--weights {weights}: " + ("is a directory, not a file" if weights.is_dir()
+                                                          else "does not exist"))
+    except (ValueError, WeightsNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from None
     if precision is not Precision.fp32:  # passed only when set: a module from elsewhere need not take the option
         options["precision"] = precision.value
@@ -98,7 +104,7 @@ def validate(
     Console().print(table)
     failed = [r.name for r in results if not r.passed]
     if failed:
-        Console(stderr=True).print(f"FAILED: {', '.join(failed)}", markup=False)
+        typer.echo(f"FAILED: {', '.join(failed)}", err=True)
         raise typer.Exit(CHECK_FAILED)
 
 

@@ -176,6 +176,13 @@ def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypa
     assert as_option.exit_code == 2 and "--precision, not --model-option" in as_option.output
     too_short = runner.invoke(app, ["validate", "mel", "--long-seconds", "30"])
     assert too_short.exit_code == 2 and "at least 60 s" in too_short.output
+    no_file = runner.invoke(app, ["validate", "atst_frame", "--weights", str(tmp_path / "missing.ckpt")])
+    assert no_file.exit_code == 2 and "missing.ckpt does not exist" in no_file.output
+    a_folder = runner.invoke(app, ["validate", "defective_nondeterministic", "--weights", str(tmp_path)])
+    assert a_folder.exit_code == 2 and "is a directory" in a_folder.output
+    monkeypatch.delenv("HEAR_ATST_WEIGHTS", raising=False)
+    no_weights = runner.invoke(app, ["validate", "hear_atst.atst_frame"])
+    assert no_weights.exit_code == 2 and "Get the official checkpoint" in no_weights.output
     usage = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"}).output
     usage = " ".join(usage.replace("│", " ").split())  # rich wraps help text inside a box
     assert f"at least {MIN_LONG_SECONDS:g} s" in usage and f"(default: {LONG_SECONDS:g}," in usage
