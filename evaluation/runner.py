@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import importlib
 import importlib.metadata
-import inspect
 import os
 import platform
 import time
@@ -38,7 +37,7 @@ from evaluation.results import (
 )
 from evaluation.taskfolder import TaskFolder
 from hear_atst.checkpoints import sha256_file
-from hear_atst.registry import get_model_spec
+from hear_atst.registry import check_model_options, get_model_spec
 from hear_atst.weights import resolve_weights
 from tasks.registry import resolve_task_folder
 
@@ -60,26 +59,12 @@ def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, opti
     path = None
     if weights and not spec.needs_weights:
         raise ValueError(f"model {name} takes no weights file; got --weights {weights}")
-    if weights and options.get("random_weights"):
+    if weights and options.get("random_weights") is True:
         raise ValueError(f"--weights {weights} and random_weights=true exclude each other: drop one")
-    if spec.needs_weights and not options.get("random_weights"):
+    if spec.needs_weights and options.get("random_weights") is not True:
         path = resolve_weights(spec, weights)
     return ModelSetup(name=spec.name, module=spec.module, options=options, weights=path,
                       weights_sha256=sha256_file(path) if path else None, precision=precision, device=device)
-
-
-def check_model_options(name: str, module: str, options: dict[str, Any]) -> None:
-    """Refuse options the model's ``load_model`` does not take (naming the ones it does) and ``precision``,
-    which has its own flag."""
-    if "precision" in options:
-        raise ValueError("set the model's precision with --precision, not --model-option precision=...")
-    parameters = inspect.signature(importlib.import_module(module).load_model).parameters
-    accepted = sorted(p.name for p in parameters.values()
-                      if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "precision")
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"model {name} has no option {', '.join(unknown)}; its options are: "
-                         f"{', '.join(accepted) or 'none'}")
 
 
 def load_task_folder(task: str, tasks_dir: str | os.PathLike[str]) -> TaskFolder:

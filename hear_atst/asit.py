@@ -42,7 +42,7 @@ from hear_atst.encoders.asit import AsitEncoder, random_encoder
 from hear_atst.frontends.kaldi_fbank import NORMALISED_PAD_VALUE, KaldiFbank, frame_geometry
 from hear_atst.hear_api import HearModel, centred_timestamps, get_scene_embeddings, get_timestamp_embeddings
 from hear_atst.layers import block_indices
-from hear_atst.registry import get_model_spec
+from hear_atst.registry import get_model_spec, require_bool
 from hear_atst.weights import resolve_weights
 
 __all__ = ["AsitHear", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
@@ -160,7 +160,7 @@ def load_model(
 
     ``random_weights=True`` builds a randomly initialised ViT-B (768-d, 12 blocks) instead (testing only).
     """
-    if random_weights:
+    if require_bool("random_weights", random_weights, "asit: "):
         if model_file_path:
             raise ValueError("random_weights=True and model_file_path are mutually exclusive")
         encoder = random_encoder()

@@ -33,7 +33,7 @@ from hear_atst.frontends.atst_mel import MIN_SAMPLES, SAMPLE_RATE, ATSTLogMel
 from hear_atst.hear_api import HearModel
 from hear_atst.layers import block_indices
 from hear_atst.mel import TOKEN_FIRST_CENTRE_MS, TOKEN_HOP_MS
-from hear_atst.registry import get_model_spec
+from hear_atst.registry import get_model_spec, require_bool
 from hear_atst.weights import resolve_weights
 
 __all__ = ["MAX_WINDOW_ROWS", "RANDOM_SEED", "TOKEN_FIRST_CENTRE_MS", "TOKEN_HOP_MS", "ATSTHearModel",
@@ -48,7 +48,7 @@ def load_atst_encoder(
 ) -> ATSTEncoder:
     """The encoder of registered model ``name``: from a checkpoint (argument or ``$HEAR_ATST_WEIGHTS``) or, only
     when ``random_weights=True``, randomly initialised at ``size`` ("base" or "small", seed :data:`RANDOM_SEED`)."""
-    if random_weights:
+    if require_bool("random_weights", random_weights, f"{name}: "):
         if model_file_path:
             raise ValueError(f"{name}: pass either model_file_path or random_weights=True, not both")
         if size not in SIZES:

@@ -4,6 +4,7 @@ the encoder families that load checkpoints (kept free of heavy imports: the comm
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from dataclasses import dataclass
 from enum import Enum
@@ -98,6 +99,30 @@ def get_model_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def check_model_options(name: str, module: str, options: dict[str, Any]) -> None:
+    """Refuse options the model's ``load_model`` does not take (naming the ones it does), ``precision`` (it has its
+    own flag), and a non-boolean value for a yes/no option (``random_weights=no`` is text, never read as true)."""
+    if "precision" in options:
+        raise ValueError("set the model's precision with --precision, not --model-option precision=...")
+    parameters = inspect.signature(importlib.import_module(module).load_model).parameters
+    accepted = {p.name: p for p in parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "precision"}
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"model {name} has no option {', '.join(unknown)}; its options are: "
+                         f"{', '.join(sorted(accepted)) or 'none'}")
+    for key, value in options.items():
+        if isinstance(accepted[key].default, bool):
+            require_bool(key, value, f"model {name}: ")
+
+
+def require_bool(key: str, value: Any, context: str = "") -> bool:
+    """``value`` if it is a boolean; text such as ``"no"`` is refused rather than read as true."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{context}{key}={value!r}: give true or false")
+    return value
 
 
 def parse_model_options(items: list[str] | None) -> dict[str, Any]:

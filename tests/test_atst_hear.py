@@ -224,13 +224,15 @@ def test_clip_alone_equals_clip_in_a_padded_batch(data_dir, fixtures_dir, fx, tm
 
 
 @pytest.mark.parametrize(("hear", "checkpoint"), [(atst_frame, "atst_frame_lightning.ckpt"),
-                                                  (atst_clip, "atst_clip_lightning.ckpt")])
-def test_bf16_within_two_percent_of_fp32(data_dir, fixtures_dir, hear, checkpoint):
+                                                  (atst_clip, "atst_clip_lightning.ckpt"),
+                                                  (atst_c2f, "c2f.ckpt")])
+def test_bf16_within_two_percent_of_fp32(data_dir, fixtures_dir, tmp_path, hear, checkpoint):
     """precision="bf16": encoder under bfloat16 autocast, front-end in float32, float32 outputs."""
     audio = torch.stack([c[:16000] for c in speech_commands(data_dir, 4) if len(c) >= 16000])
+    path = write_c2f_checkpoint(fixtures_dir, tmp_path / checkpoint) if hear is atst_c2f else fixtures_dir / checkpoint
     outputs = {}
     for precision in ("fp32", "bf16"):
-        model = hear.load_model(str(fixtures_dir / checkpoint), precision=precision)
+        model = hear.load_model(str(path), precision=precision)
         outputs[precision] = (hear.get_scene_embeddings(audio, model), hear.get_timestamp_embeddings(audio, model)[0])
     for fp32, bf16 in zip(outputs["fp32"], outputs["bf16"], strict=True):
         assert bf16.dtype == torch.float32
@@ -245,12 +247,31 @@ def test_block_selection_by_indices(fx, frame_ckpt):
                                atol=ATOL, rtol=0)
 
 
+def test_clip_timestamp_blocks_select_and_concatenate_blocks(fx, fixtures_dir):
+    """ATST-Clip's ``timestamp_blocks``: default the last block (the reference's intermediate_n1 patch tokens);
+    ``timestamp_blocks=2`` concatenates block 0 then block 1, the same tokens as each block alone."""
+    checkpoint = fixtures_dir / "atst_clip_lightning.ckpt"
+    audio = audio_of(fx, "a_5p20s")
+    last = atst_clip.get_timestamp_embeddings(audio, atst_clip.load_model(checkpoint))[0]
+    torch.testing.assert_close(last, fx["expected_atst_clip"]["single"]["a_5p20s"]["intermediate_n1"][:, 1:],
+                               atol=ATOL, rtol=0)
+    both_model = atst_clip.load_model(checkpoint, timestamp_blocks=2)
+    assert both_model.timestamp_embedding_size == 2 * 192 and both_model.scene_embedding_size == 2 * 2 * 192
+    both = atst_clip.get_timestamp_embeddings(audio, both_model)[0]
+    first = atst_clip.get_timestamp_embeddings(audio, atst_clip.load_model(checkpoint, timestamp_blocks=[0]))[0]
+    assert both.shape == (1, last.shape[1], 384)
+    torch.testing.assert_close(both[..., 192:], last, atol=0, rtol=0)
+    torch.testing.assert_close(both[..., :192], first, atol=0, rtol=0)
+    assert not torch.allclose(first, last, atol=1e-3)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"blocks": 3}, "choose 1..2"),
     ({"blocks": [2]}, "within 0..1"),
     ({"precision": "fp16"}, "precision='fp16'"),
     ({"size": "base"}, "only applies with random_weights=True"),
     ({"random_weights": True, "size": "base"}, "not both"),
+    ({"random_weights": "no", "size": "small"}, "random_weights='no': give true or false"),
 ])
 def test_bad_options_are_refused(frame_ckpt, options, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):

@@ -279,6 +279,10 @@ def test_bad_model_options_are_one_clear_message(esc10_task: Path, fixtures_dir:
                              "--weights", str(weights), "--model-option", "random_weights=true")
     assert code == 2 and stderr.strip() == (
         f"error: --weights {weights} and random_weights=true exclude each other: drop one")
+    for given, parsed in (("no", "'no'"), ('"false"', "'false'")):  # text is never read as true (it was)
+        code, _, stderr = invoke("embed", "--model", "atst_frame", "--task", "esc50", "--tasks-dir", tasks,
+                                 "--model-option", f"random_weights={given}", "--model-option", "size=small")
+        assert code == 2 and stderr.strip() == f"error: model atst_frame: random_weights={parsed}: give true or false"
 
 
 def test_model_options_parse_json_values():
