@@ -14,6 +14,7 @@ always uses sed_eval. PSDS (psds_eval) is an extra event score that the kit does
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,8 +289,10 @@ def psds(
         cttc_threshold=settings["cttc_threshold"], ground_truth=ground_truth, metadata=metadata,
         class_names=scored,
     )
-    for events in operating_points:
-        evaluator.add_operating_point(frame(events))
+    with warnings.catch_warnings():  # thresholds that give the same detections: psds_eval keeps one, and says so
+        warnings.filterwarnings("ignore", message="A similar operating point exists", category=UserWarning)
+        for events in operating_points:
+            evaluator.add_operating_point(frame(events))
     result = evaluator.psds(alpha_ct=settings["alpha_ct"], alpha_st=settings["alpha_st"],
                             max_efpr=settings["max_efpr"])
     return float(result.value)

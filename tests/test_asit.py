@@ -293,14 +293,14 @@ def test_blocks_option_concatenates_the_last_blocks(fixtures_dir, speech):
             asit.load_model(fixtures_dir / "asit.pt", blocks=text)
 
 
-def test_bf16_precision_stays_close_to_fp32(fixtures_dir, model, speech):
+def test_bf16_within_two_percent_of_fp32(fixtures_dir, model, speech):
     bf16 = asit.load_model(fixtures_dir / "asit.pt", precision="bf16")
     clip = speech[None, :40000]
-    low = asit.get_scene_embeddings(clip, bf16)
-    assert low.dtype == torch.float32
-    full = asit.get_scene_embeddings(clip, model)
-    assert float(torch.nn.functional.cosine_similarity(low, full)) > 0.99
-    assert not torch.equal(low, full)
+    pairs = [(asit.get_scene_embeddings(clip, bf16), asit.get_scene_embeddings(clip, model)),
+             (asit.get_timestamp_embeddings(clip, bf16)[0], asit.get_timestamp_embeddings(clip, model)[0])]
+    for low, full in pairs:
+        assert low.dtype == torch.float32
+        assert 0 < float((low - full).norm() / full.norm()) < 0.02  # relative error, as for the ATST modules
 
 
 def test_load_model_options_and_errors(tmp_path, monkeypatch):

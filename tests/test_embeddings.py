@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from evaluation.data import frame_labels
 from evaluation.embeddings import (
     CONFIG_FILENAME,
     EmbeddingCacheError,
@@ -104,6 +105,15 @@ def test_scene_layout_file_by_file(digit_embeddings: Path, spoken_digit_task: Pa
             assert pickle.load(handle) == [references[split][name] for name in order[split]]
 
 
+def test_frame_label_rule_at_event_boundaries():
+    """start <= t < end: a frame on an event's start has its label, a frame on its end has not; overlapping
+    events of one label give it once."""
+    events = [{"label": "a", "start": 100.0, "end": 200.0}, {"label": "b", "start": 150.0, "end": 300.0},
+              {"label": "a", "start": 180.0, "end": 250.0}]
+    times = [99.999, 100.0, 150.0, 199.999, 200.0, 250.0, 300.0]
+    assert frame_labels(events, times) == [[], ["a"], ["a", "b"], ["a", "b"], ["b", "a"], ["b"], []]
+
+
 def test_event_layout_timestamps_and_frame_labels(dcase_embeddings: Path, dcase2016_small_task: Path):
     metadata = json.loads((dcase2016_small_task / "task_metadata.json").read_text())
     splits = metadata["splits"]
@@ -145,7 +155,8 @@ def test_reader_gives_rows_in_memmap_order_with_text_labels(digit_embeddings: Pa
             np.testing.assert_array_equal(split.embeddings, raw)
             assert all(isinstance(label, str) for row in split.labels for label in row)
     events = load_task_embeddings(dcase_embeddings)
-    assert events.splits["test"].timestamps is not None
+    stamps = json.loads((dcase_embeddings / "test.filename-timestamps.json").read_text())
+    np.testing.assert_array_equal(events.splits["test"].timestamps, [timestamp for _, timestamp in stamps])
     assert set(events.events["test"]) == set(json.loads((dcase_embeddings / "test.json").read_text()))
 
 
@@ -258,12 +269,13 @@ def test_resume_after_sigkill_gives_identical_bytes(esc10_task: Path, mel_setup:
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    done_before = len(list(out.glob("fold0*/*.embedding.npy")))
-    assert 60 <= done_before < 400 and not (out / ".done.embeddings").exists()
+    kept = {path: path.stat().st_mtime_ns for path in out.glob("fold0*/*.embedding.npy")}
+    assert 60 <= len(kept) < 400 and not (out / ".done.embeddings").exists()
 
     resumed = embed_task(mel_setup, TaskFolder.load(esc10_task), tmp_path / "killed", batch_seconds=4.0,
                          progress=False)
     assert resumed == out
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # resumed: the clips done before were not redone
     files = listing(reference) - {"profile.embeddings.json"}
     assert listing(resumed) - {"profile.embeddings.json"} == files  # no temporary files left behind
     for name in sorted(files):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +59,19 @@ def test_embeddings_are_ordinary_tensors_for_downstream_training():
     head(scene).sum().backward()
     assert head.weight.grad is not None
     embeddings += 1.0
+
+
+@pytest.mark.parametrize("clip", ["a_0p73s", "a_5p20s", "a_13p10s"])
+def test_mel_baseline_values_from_the_reference_log_mel(fixtures_dir, clip):
+    """The baseline's numbers, computed in numpy from the reference log-mel (``atst_mel.pt``): each token is the mean
+    of frames 4i..4i+3 (a trailing partial group dropped), the scene is every frame's mean then population std."""
+    audio = torch.load(fixtures_dir / "audio.pt", weights_only=True)["sr16000"][clip][None]
+    frames = torch.load(fixtures_dir / "atst_mel.pt", weights_only=True)[clip][0].double().numpy().T  # [T, 64]
+    n_tokens = len(frames) // 4
+    tokens = frames[: 4 * n_tokens].reshape(n_tokens, 4, 64).mean(axis=1)
+    scene = np.concatenate([frames.mean(axis=0), frames.std(axis=0, ddof=0)])
+    model = mel.load_model()
+    embeddings, timestamps = mel.get_timestamp_embeddings(audio, model)
+    np.testing.assert_allclose(embeddings[0].numpy(), tokens, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(mel.get_scene_embeddings(audio, model)[0].numpy(), scene, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(timestamps[0].numpy(), 15.0 + 40.0 * np.arange(n_tokens))

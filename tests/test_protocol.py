@@ -62,6 +62,30 @@ def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_result):
         assert all(fold["epoch"] in (2, 5, 8) for fold in run["folds"].values())  # checks every 3 epochs
 
 
+def test_the_other_folds_retrain_the_head_chosen_on_fold_zero(data_dir, monkeypatch):
+    """Make the last grid point win on fold 0: folds 1-4 must then train exactly that head, with its schedule."""
+    from evaluation import protocol
+
+    calls = []
+    train = protocol._Evaluator._train
+
+    def spy(self, folds, heads, schedules, seed):
+        trained = train(self, folds, heads, schedules, seed)
+        calls.append(([fold.name for fold in folds], list(heads), list(schedules)))
+        if len(calls) == 1:  # the grid on fold 0: the last point scores best
+            for rank, result in enumerate(trained):
+                result.best_value = float(rank)
+        return trained
+
+    monkeypatch.setattr(protocol._Evaluator, "_train", spy)
+    result = evaluate(esc10_task(data_dir), ProbeConfig(grid_points=3, max_epochs=3, seeds=[0]))
+    (grid_folds, grid_heads, grid_schedules), (other_folds, other_heads, other_schedules) = calls
+    assert grid_folds == ["fold00"] and other_folds == ["fold01", "fold02", "fold03", "fold04"]
+    assert other_heads == [grid_heads[2]] and other_schedules == [grid_schedules[2]]
+    run = result.runs[0]
+    assert run["selected_hyperparameters"] == run["grid"][2]["hyperparameters"]
+
+
 def test_bf16_probe_training_scores_like_fp32(esc_result, data_dir):
     """The same protocol with bfloat16 GEMMs: recorded, and a score close to fp32's on real ESC-10 embeddings."""
     bf16 = evaluate(esc10_task(data_dir), ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4], precision="bf16"))
@@ -163,18 +187,20 @@ def dcase(tools_dir, tmp_path_factory):
 
 
 def test_event_task_end_to_end(dcase):
-    result = evaluate(dcase, ProbeConfig(grid_points=1, max_epochs=10, seeds=[0], psds=False))  # 1 hidden layer
+    """The default event evaluation, PSDS included (1 hidden layer, 10 epochs)."""
+    result = evaluate(dcase, ProbeConfig(grid_points=1, max_epochs=10, seeds=[0]))
     fold = result.runs[0]["folds"]["test"]
     assert fold["epoch"] == 9  # dcase2016_task2 validates every 10 epochs
     assert fold["postprocessing"] in ({"median_filter_ms": 250, "min_duration": 125},
                                       {"median_filter_ms": 250, "min_duration": 250})
-    assert set(fold["scores"]) == {"event_onset_200ms_fms", "segment_1s_er"}
+    assert set(fold["scores"]) == {"event_onset_200ms_fms", "segment_1s_er", "psds1"}
+    assert 0.0 <= fold["scores"]["psds1"] <= 1.0
     assert 0.0 < fold["scores"]["event_onset_200ms_fms"] <= 1.0
     assert fold["scores"]["segment_1s_er"] > 0.0
     kit = result.to_predicted_scores()
     assert {"test_event_onset_200ms_fms", "test_event_onset_200ms_fms_f_measure",
             "test_event_onset_200ms_fms_precision", "test_event_onset_200ms_fms_recall", "test_segment_1s_er",
-            "test_segment_1s_er_error_rate", "test_score", "test_loss"} <= set(kit["test"])
+            "test_segment_1s_er_error_rate", "test_psds1", "test_score", "test_loss"} <= set(kit["test"])
     assert "aggregated_scores" not in kit and kit["postprocessing"] == [list(p) for p in fold["postprocessing"].items()]
     assert result.higher_is_better is True and result.scores["segment_1s_er"]["n"] == 1
 

@@ -201,15 +201,16 @@ def test_missing_rate_is_resampled_from_the_44k_archive_and_cached(reference_44k
 
 
 def test_the_source_is_the_nearest_original_rate_not_below_the_target(fsdd_source: Path, tmp_path: Path):
-    """32 kHz from 48 kHz, not from the nearer 22.05 kHz, whose audio stops at 11 kHz."""
+    """32 kHz from 48 kHz, not from the nearer 22.05 kHz, whose audio stops at 11 kHz; above every original rate,
+    from the highest."""
     task = prepare_task(get_spec("spoken_digit"), tmp_path, source=fsdd_source, sample_rates=(22050, 48000),
                         mode="small")
     folder = TaskFolder.load(task)
-    for rate, source in ((44100, 48000), (16000, 22050), (32000, 48000)):
+    for rate, source in ((44100, 48000), (16000, 22050), (32000, 48000), (96000, 48000)):
         record = json.loads((folder.audio_dir(rate) / RESAMPLED_RECORD).read_text())
         assert record["source_rate"] == source
     assert folder.original_rates() == [22050, 48000]
-    assert folder.sample_rates() == [16000, 22050, 32000, 44100, 48000]
+    assert folder.sample_rates() == [16000, 22050, 32000, 44100, 48000, 96000]
     folder.check_audio(44100)
 
 
