@@ -61,7 +61,7 @@ OptionsOpt = Annotated[list[str] | None, typer.Option(
 TasksDirOpt = Annotated[Path | None, typer.Option(
     "--tasks-dir", help=TASKS_DIR_HELP)]
 EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model (eval: and the probes).")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model (and, for eval, the probes).")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]
 
 
@@ -98,6 +98,12 @@ def eval_command(
                         ] = Protocol.hear,
     grid: Annotated[Grid, typer.Option("--grid", help="The kit's hyper-parameter grid (hear protocol).")
                     ] = Grid.default,
+    grid_points: Annotated[int | None, typer.Option(
+        "--grid-points", min=1, help="Grid points sampled from --grid (the kit's --grid-points, default 8; hear "
+        "protocol).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(
+        "--max-epochs", min=1, help="Cap every probe's epochs (smoke runs only; labelled in the results folder).")
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = 1,
     linear_lr: Annotated[float | None, typer.Option(
         "--linear-lr", min=0.0, help="Adam learning rate of --protocol linear (EVAR's default 3e-4; its ATST-Frame "
@@ -119,14 +125,21 @@ def eval_command(
     from evaluation.protocol import ProbeConfig
     from evaluation.runner import load_task_folder, resolve_model, run_eval
 
-    if linear_lr is not None and protocol is not Protocol.linear:
-        typer.echo("error: --linear-lr applies to --protocol linear only", err=True)
+    hear_flags = (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
+                  ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None))
+    hear_only = [flag for flag, given in hear_flags if given]
+    misplaced = (["--linear-lr"] if linear_lr is not None and protocol is not Protocol.linear else []) + (
+        hear_only if protocol is Protocol.linear else [])
+    if misplaced:
+        other = "linear" if misplaced == ["--linear-lr"] else "hear"
+        verb = "applies" if len(misplaced) == 1 else "apply"
+        typer.echo(f"error: {', '.join(misplaced)} {verb} to --protocol {other} only", err=True)
         raise typer.Exit(USAGE_ERROR)
-    lr = {} if linear_lr is None else {"linear_lr": linear_lr}
+    given = {key: value for key, value in (("linear_lr", linear_lr), ("grid_points", grid_points)) if value is not None}
     try:
         probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
                             stop_on_non_finite=stop_on_non_finite, psds=not no_psds, grid=grid.value,
-                            device=device.value, precision=probe_precision.value, **lr)
+                            max_epochs=max_epochs, device=device.value, precision=probe_precision.value, **given)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from error

@@ -20,7 +20,8 @@ def resolve_weights(spec: ModelSpec, model_file_path: str | os.PathLike[str] | N
     if model_file_path:
         path = Path(model_file_path).expanduser()
         if not path.is_file():
-            problem = "is a directory, not a file" if path.is_dir() else "does not exist"
+            problem = (f"is a directory, not a file (give the checkpoint in it, or set {WEIGHTS_DIR_ENV}={path} to "
+                       "have it looked up there)" if path.is_dir() else "does not exist")
             raise WeightsNotFoundError(f"{spec.name}: weights file {path} {problem}")
         return path
     directory = os.environ.get(WEIGHTS_DIR_ENV)
@@ -29,11 +30,13 @@ def resolve_weights(spec: ModelSpec, model_file_path: str | os.PathLike[str] | N
             candidate = Path(directory).expanduser() / filename
             if candidate.is_file():
                 return candidate
-    looked = f" (looked in ${WEIGHTS_DIR_ENV}={directory} for {', '.join(spec.weights_filenames)})" if directory else ""
+    missing = "" if not directory or Path(directory).expanduser().is_dir() else ", a directory that does not exist"
+    looked = (f" (looked in ${WEIGHTS_DIR_ENV}={directory}{missing} for {', '.join(spec.weights_filenames)})"
+              if directory else "")
     raise WeightsNotFoundError(
         f"{spec.name}: no weights file given{looked}.\n"
         f"  Get the official checkpoint: {spec.weights_source}\n"
         f"  Then pass it: load_model('/path/to/{spec.weights_filenames[0]}') or --weights FILE,\n"
         f"  or put it in a directory and set {WEIGHTS_DIR_ENV}=/that/directory.\n"
-        f"  For random weights (testing only) pass random_weights=True."
+        f"  For random weights (testing only) pass random_weights=True (--model-option random_weights=true)."
     )

@@ -74,7 +74,7 @@ def _tasks_table(tasks_dir: Path, folders: list[Path]) -> Table:
     on_disk = {folder.name: folder for folder in folders}
     table = Table(title=f"HEAR tasks ({tasks_dir})")
     for column in ("task", "folder", "kind", "clip s", "primary", "prepared"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # folder names stay whole in a narrow terminal
     shown: set[str] = set()
     for spec in REGISTRY.values():
         config = spec.config

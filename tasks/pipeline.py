@@ -13,6 +13,7 @@ resampling is dither-free (ffmpeg's soxr adds random TPDF dither, so its resampl
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -356,5 +357,7 @@ def prepare_task(
     write_bytes_atomic(folder / METADATA_FILENAME, metadata_bytes)
     pending.unlink()
     shutil.rmtree(workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the work folder's parent goes too once no other task is being prepared
+        workdir.parent.rmdir()
     log.info("prepared %s: %s", folder, {split: len(pairs) for split, pairs in kept.items()})
     return folder

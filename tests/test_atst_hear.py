@@ -296,12 +296,18 @@ def test_missing_weights_say_where_to_get_them(monkeypatch, hear, where):
         hear.load_model()
     message = str(error.value)
     assert where in message and WEIGHTS_DIR_ENV in message and "random_weights=True" in message
+    assert "--model-option random_weights=true" in message  # the command-line spelling too
 
 
 def test_weights_directory_from_the_environment(monkeypatch, fixtures_dir, tmp_path, fx):
     shutil.copy(fixtures_dir / "atst_frame_lightning.ckpt", tmp_path / "atstframe_base.ckpt")
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
     model = atst_frame.load_model(blocks=1)
+    with pytest.raises(WeightsNotFoundError, match=f"set {WEIGHTS_DIR_ENV}={tmp_path} to have it looked up"):
+        atst_frame.load_model(tmp_path)  # the folder given as the file: the message points to the variable
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "typo"))
+    with pytest.raises(WeightsNotFoundError, match="typo, a directory that does not exist"):
+        atst_frame.load_model()
     expected = fx["expected_atst_frame"]["single"]["a_0p73s"]["n1_scene"]
     torch.testing.assert_close(atst_frame.get_scene_embeddings(audio_of(fx, "a_0p73s"), model), expected,
                                atol=ATOL, rtol=0)

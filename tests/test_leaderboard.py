@@ -360,3 +360,16 @@ def test_leaderboard_command(results_dir: Path, tmp_path: Path) -> None:
     assert every.output.startswith("5 runs -> "), every.output
     missing = CliRunner().invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "none"), "--out", str(out)])
     assert missing.exit_code == 2 and "no results.json found" in missing.output
+
+
+def test_leaderboard_finds_the_published_tables_from_any_folder(results_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    monkeypatch.chdir(tmp_path)  # a data folder, not the checkout: results/published is not here
+    result = CliRunner().invoke(app, ["leaderboard", "--results-dir", str(results_dir), "--out", "board"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv", keep_default_na=False)
+    assert (table["row"] == "published").sum() > 0 and (table["row"] == "run").sum() == 4

@@ -201,8 +201,16 @@ def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--linear-lr", "3e-5"))
     assert code == 2 and stderr.strip() == "error: --linear-lr applies to --protocol linear only"
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear",
-                                        "--no-shuffle"))
-    assert code == 2 and "the linear protocol follows EVAR" in stderr
+                                        "--no-shuffle", "--grid-points", "2"))
+    assert code == 2 and stderr.strip() == "error: --no-shuffle, --grid-points apply to --protocol hear only"
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid-points", "2",
+                                        "--max-epochs", "2", "--grid", "fast"))
+    assert code == 2 and "max_epochs=2 is below this grid point's validation interval" in stderr
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid-points", "2",
+                                        "--max-epochs", "10", "--grid", "fast"))
+    assert code == 0, stderr
+    smoke = read_results(task_dir / "hear-grid=fast-points=2-max-epochs=10" / "results.json")["runs"][0]
+    assert len(smoke["grid"]) == 2 and max(fold["epoch"] for fold in smoke["folds"].values()) < 10
 
 
 def test_embed_cli_and_tasks_dir_from_the_environment(spoken_digit_task: Path, tmp_path: Path,

@@ -225,7 +225,7 @@ def test_archive_source_and_damaged_archive(esc_copy: Path, tmp_path: Path) -> N
     from_zip = _prepare_esc(archive, tmp_path / "zip")
     from_dir = _prepare_esc(esc_copy, tmp_path / "dir")
     assert (from_zip / "fold00.json").read_bytes() == (from_dir / "fold00.json").read_bytes()
-    assert not (tmp_path / "zip" / "_workdir").joinpath(from_zip.name).exists()  # unpacked copy removed when done
+    assert not (tmp_path / "zip" / "_workdir").exists()  # unpacked copy (and the emptied work folder) removed
     damaged = tmp_path / "damaged" / "ESC-50-master.zip"
     damaged.parent.mkdir()
     damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])

@@ -16,11 +16,13 @@ from hear_atst.commands import CHECK_FAILED, USAGE_ERROR
 SHARED_HELP = ("The shared data folder (default: $HEAR_ATST_SHARED, else the suite's 'shared' path, relative to the "
                "baseline file's folder).")
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
+PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "results" / "published"  # the checkout's tables
 
 
 def leaderboard_command(
     results_dir: Annotated[Path, typer.Option(help="Scanned for **/results.json.")] = Path("results/runs"),
-    published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv).")] = Path("results/published"),
+    published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv; default: this checkout's "
+                                            "results/published, wherever the command runs).")] = PUBLISHED_DIR,
     out: Annotated[Path, typer.Option(help="Where leaderboard.csv/.md/.html are written.")] = Path("results"),
     all_runs: Annotated[bool, typer.Option(help="Keep every run, not only the latest per key.")] = False,
     html: Annotated[bool, typer.Option(
@@ -37,7 +39,8 @@ def leaderboard_command(
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(USAGE_ERROR) from error
     written = [files.csv, files.markdown, *([files.html] if files.html else [])]
-    typer.echo(f"{len(files.runs)} runs -> " + ", ".join(str(path) for path in written))
+    count = len(files.runs)
+    typer.echo(f"{count} run{'' if count == 1 else 's'} -> " + ", ".join(str(path) for path in written))
 
 
 def regress_command(
@@ -77,7 +80,11 @@ def regress_command(
             shutil.rmtree(work, ignore_errors=True)
     typer.echo(f"suite ran in {run.seconds:.0f} s ({run.cpu_seconds:.0f} s CPU)")
     if update:
-        write_json_atomic(baseline, updated_document(document, suite, run))
+        try:
+            write_json_atomic(baseline, updated_document(document, suite, run))
+        except RuntimeError as error:  # nondeterministic, missing or uninformative scores
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(CHECK_FAILED) from None
         typer.echo(f"baseline recorded in {baseline}")
         recorded = load_regression(baseline)[1]
     rows = gate(suite, recorded, run)
