@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from leaderboard_helpers import make_results
@@ -15,6 +16,7 @@ from evaluation.leaderboard.regress import (
     PairResult,
     RegressionFileError,
     SuiteRun,
+    chance_score,
     embeddings_fingerprint,
     gate,
     load_regression,
@@ -49,8 +51,10 @@ def tiny_document(tolerance: float = 0.02) -> dict:
     }
 
 
-def pair(key: str, score: float | None, metric: str = "top1_acc", higher: bool = True, fp: str = "r1") -> PairResult:
-    return PairResult(key, metric, higher, score, result_fingerprint=fp, embeddings_fingerprint="e1", seconds=1.0)
+def pair(key: str, score: float | None, metric: str = "top1_acc", higher: bool = True, fp: str = "r1",
+         chance: float | None = None) -> PairResult:
+    return PairResult(key, metric, higher, score, result_fingerprint=fp, embeddings_fingerprint="e1", seconds=1.0,
+                      chance=chance)
 
 
 @pytest.fixture()
@@ -96,13 +100,16 @@ def test_gate_fails_with_a_readable_table_on_a_lowered_score(suite_and_run) -> N
 
 def test_gate_tolerance_and_direction(suite_and_run) -> None:
     suite, run, baseline = suite_and_run
-    # within tolerance: 0.02 below passes (not failing on float noise), and a per-pair tolerance applies
-    within = SuiteRun(
-        {"mel/keywords": pair("mel/keywords", 0.485), "mel/scenes": pair("mel/scenes", 0.26, "event_onset_200ms_fms")},
-        pair("mel/keywords", 0.485),
-        1.0,
-    )
-    assert [row.status for row in gate(suite, baseline, within)] == ["ok", "ok", "ok"]
+    # within tolerance: 0.015 and exactly 0.02 below pass (0.50 - 0.48 is 0.02 only up to float rounding), and a
+    # per-pair tolerance applies (0.04 below, against 0.05)
+    for score in (0.485, 0.48):
+        within = SuiteRun(
+            {"mel/keywords": pair("mel/keywords", score),
+             "mel/scenes": pair("mel/scenes", 0.26, "event_onset_200ms_fms")},
+            pair("mel/keywords", score),
+            1.0,
+        )
+        assert [row.status for row in gate(suite, baseline, within)] == ["ok", "ok", "ok"]
     better = SuiteRun(
         {**run.results, "mel/keywords": pair("mel/keywords", 0.6, fp="r9")}, pair("mel/keywords", 0.6, fp="r9"), 1
     )
@@ -197,6 +204,56 @@ def test_regression_file_errors(tmp_path: Path) -> None:
             load_regression(path)
 
 
+def test_chance_is_the_best_constant_prediction() -> None:
+    split = {"test": {"a.wav": ["x"], "b.wav": ["y"], "c.wav": ["y"], "d.wav": ["z"]}}
+    holdout = SimpleNamespace(metadata={"split_mode": "trainvaltest"}, labels=split)
+    assert chance_score(holdout, "top1_acc") == 0.5
+    folds = {f"fold0{i}": {f"{i}{n}.wav": [label] for n, label in enumerate(labels)}
+             for i, labels in enumerate(["aab", "abc", "aaaa"])}
+    kfold = SimpleNamespace(metadata={"split_mode": "new_split_kfold", "splits": list(folds)}, labels=folds)
+    assert chance_score(kfold, "top1_acc") == pytest.approx((2 / 3 + 1 / 3 + 1) / 3)  # mean over the test folds
+    assert chance_score(kfold, "event_onset_200ms_fms") == 0.0
+    assert chance_score(kfold, "mAP") is None
+
+
+def test_a_score_at_chance_fails_whatever_the_tolerance(suite_and_run) -> None:
+    suite, run, baseline = suite_and_run
+    broken = pair("mel/keywords", 0.25, fp="r2", chance=0.25)  # what constant embeddings give
+    row = rows_by_key(gate(replace(suite, tolerance={"default": 0.5}), baseline,
+                           SuiteRun({**run.results, "mel/keywords": broken}, run.repeat, 1.0)))["mel/keywords"]
+    assert row.status == "AT CHANCE" and row.failed and "constant prediction (0.2500)" in row.detail
+    above = pair("mel/keywords", 0.26, fp="r2", chance=0.25)
+    row = rows_by_key(gate(replace(suite, tolerance={"default": 0.5}), baseline,
+                           SuiteRun({**run.results, "mel/keywords": above}, run.repeat, 1.0)))["mel/keywords"]
+    assert row.status == "ok"
+
+
+def test_update_refuses_a_pair_that_could_not_tell_a_broken_model(suite_and_run, tmp_path: Path) -> None:
+    suite, run, _ = suite_and_run
+    document = tiny_document()
+    blind = {**run.results, "mel/keywords": pair("mel/keywords", 0.10, chance=1 / 12)}  # 0.10 - 0.02 <= 1/12
+    with pytest.raises(RuntimeError, match=r"mel/keywords \(0.1000 - tolerance 0.0200 <= chance 0.0833\)"):
+        updated_document(document, suite, SuiteRun(blind, run.repeat, 1.0))
+    clear = {**run.results, "mel/keywords": pair("mel/keywords", 0.11, chance=1 / 12)}
+    assert updated_document(document, suite, SuiteRun(clear, run.repeat, 1.0))["baseline"]["mel/keywords"][
+        "chance"] == 1 / 12
+
+
+def test_committed_tolerances_follow_the_rule_and_beat_chance() -> None:
+    """Every tolerance is max(floor, two test items' worth, 3 sd of the difference of two means), rounded up; every
+    recorded score minus its tolerance stays above a constant prediction's score."""
+    suite, baseline, document = load_regression(REGRESSION)
+    rule = document["suite"]["tolerance_rule"]
+    for model, task in suite.pairs:
+        key = f"{model}/{task}"
+        raw = max(rule["floor"], 2 / rule["test_items"][task], rule["three_sd_of_mean_difference"][key])
+        expected = math.ceil(raw / rule["round_up_to"] - 1e-9) * rule["round_up_to"]
+        assert suite.tolerance_for(key) == pytest.approx(expected), key
+        recorded = baseline[key]
+        assert recorded["chance"] is not None, key
+        assert recorded["score"] - suite.tolerance_for(key) > recorded["chance"], key
+
+
 def test_each_pair_averages_its_own_number_of_seeds(tmp_path: Path) -> None:
     path = tmp_path / "regression.json"
     path.write_text(json.dumps(tiny_document()))
@@ -232,6 +289,8 @@ def keyword_suite(path: Path) -> None:
     document["suite"]["pairs"] = [["mel", "keywords"]]
     document["suite"]["probe"] = {"protocol": "hear", "grid_points": 1, "max_epochs": 30}
     document["suite"]["seeds"] = {"default": 2}
+    # no tolerance: the same machine reruns bit-identically, and a score near chance (1/12) must still pass --update
+    document["suite"]["tolerance"] = {"default": 0.0}
     path.write_text(json.dumps(document))
 
 
@@ -250,9 +309,10 @@ def test_regress_command_records_then_catches_a_drop(tmp_path: Path, shared_dir:
     assert "identical embeddings and results in two fresh runs" in recorded.output
     baseline = json.loads(path.read_text())["baseline"]["mel/keywords"]
     assert baseline["metric"] == "top1_acc" and 0.0 < baseline["score"] < 1.0
+    assert baseline["chance"] == 1 / 12  # the test archive holds 8 clips of each of the 12 classes
     assert len(baseline["result_fingerprint"]) == len(baseline["embeddings_fingerprint"]) == 64
 
-    # pretend the recorded score was 0.1 higher: the re-run now falls short by 0.1 > 0.02
+    # pretend the recorded score was 0.1 higher: the re-run now falls short by 0.1 > 0
     document = json.loads(path.read_text())
     document["baseline"]["mel/keywords"]["score"] += 0.1
     path.write_text(json.dumps(document))

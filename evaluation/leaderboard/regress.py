@@ -10,7 +10,8 @@ determinism check; ``baseline`` holds, per pair, the primary score and the finge
 The gate fails when
 
 1. a pair's primary score is worse than its baseline by more than its tolerance (lower for higher-is-better
-   metrics, higher for error rates), or the score is missing/NaN, or a pair has no baseline;
+   metrics, higher for error rates), or no better than a constant prediction's (:func:`chance_score`: what a
+   broken model gets), or the score is missing/NaN, or a pair has no baseline;
 2. determinism breaks: the determinism pair is run a second time from scratch (fresh embeddings and results
    folders, nothing cached), and its embeddings (sha256 over the bytes of every split's embedding matrix) or its
    result fingerprint (sha256 over every fold's scores, validation score, epoch and the selected
@@ -20,8 +21,8 @@ Every pair's result fingerprint is also compared with the baseline's and reporte
 A difference alone does not fail the gate: BLAS and FFT kernels differ between CPU models, change low-order bits,
 and a probe trained from them ends where another seed would. So a pair's score is the mean over several seeds and
 its tolerance is three standard deviations of the difference of two such means (the seed spread measured on the
-suite, in ``suite.about``), never less than two test items' worth. The same seed on the same machine gives
-bit-identical results.
+suite, in ``suite.tolerance_rule``), never less than two test items' worth or 0.02. The same seed on the same
+machine gives bit-identical results.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from rich.table import Table
 
 from evaluation.embeddings import task_embeddings_dir
 from evaluation.environment import cpu_model
-from evaluation.protocol import ProbeConfig
+from evaluation.protocol import ProbeConfig, fold_rotation
 from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
 from tasks.pipeline import prepare_task
@@ -56,6 +57,7 @@ from tasks.registry import get_spec
 REGRESSION_SCHEMA = "hear-atst-regression/1"
 SHARED_ENV = "HEAR_ATST_SHARED"
 EMBEDDING_MATRIX_SUFFIX = ".embeddings.npy"
+FLOAT_SLACK = 1e-9  # scores are compared with their tolerance up to float rounding
 
 Log = Callable[[str], None]
 
@@ -187,6 +189,22 @@ class PairResult:
     result_fingerprint: str
     embeddings_fingerprint: str
     seconds: float
+    chance: float | None = None  # the best score a constant prediction gets (see chance_score)
+
+
+def chance_score(folder: TaskFolder, metric: str) -> float | None:
+    """The best primary score a constant prediction gets on the test folds: what a broken model (constant or
+    label-blind embeddings) scores at most. ``top1_acc``: the mean over test folds of the largest class share;
+    onset F-measure: 0 (a constant frame prediction gives no event or one that never ends); other metrics: None."""
+    if metric == "top1_acc":
+        shares = []
+        for rotation in fold_rotation(folder.metadata):
+            labels = [entries[0] for split in rotation["test"] for entries in folder.labels[split].values()]
+            shares.append(max(labels.count(label) for label in set(labels)) / len(labels))
+        return sum(shares) / len(shares)
+    if metric == "event_onset_200ms_fms":
+        return 0.0
+    return None
 
 
 def result_fingerprint(results: Mapping[str, Any]) -> str:
@@ -265,6 +283,7 @@ def run_pair(suite: Suite, shared: Path, model: str, folder: TaskFolder, work: P
         result_fingerprint=result_fingerprint(results),
         embeddings_fingerprint=embeddings_fingerprint(task_embeddings_dir(work / "embeddings", setup, folder)),
         seconds=time.perf_counter() - started,
+        chance=chance_score(folder, results["primary_score"]),
     )
 
 
@@ -303,7 +322,7 @@ class GateRow:
     baseline: float | None
     current: float | None
     tolerance: float | None
-    status: str  # ok, improved, REGRESSED, NO SCORE, NO BASELINE, NOT RUN, NONDETERMINISTIC
+    status: str  # ok, improved, REGRESSED, AT CHANCE, NO SCORE, NO BASELINE, NOT RUN, NONDETERMINISTIC
     detail: str
 
     @property
@@ -375,9 +394,12 @@ def _score_row(key: str, recorded: Mapping[str, Any] | None, current: PairResult
     gain = sign * (current.score - recorded["score"])  # > 0: better
     identical = current.result_fingerprint == recorded["result_fingerprint"]
     detail = "results identical to baseline" if identical else "results differ from baseline"
-    if gain < -tolerance:
+    if current.chance is not None and current.score <= current.chance:
+        return GateRow(key, current.metric, recorded["score"], current.score, tolerance, "AT CHANCE",
+                       f"no better than a constant prediction ({current.chance:.4f}); {detail}")
+    if gain < -tolerance - FLOAT_SLACK:  # a drop of exactly the tolerance passes (0.50 - 0.48 is 0.0200000...02)
         status = "REGRESSED"
-    elif gain > tolerance:
+    elif gain > tolerance + FLOAT_SLACK:
         status = "improved"
     else:
         status = "ok"
@@ -435,6 +457,12 @@ def updated_document(document: Mapping[str, Any], suite: Suite, run: SuiteRun) -
     missing = [key for key, result in run.results.items() if result.score is None]
     if missing:
         raise RuntimeError(f"not recording a baseline with missing scores: {', '.join(missing)}")
+    blind = [f"{key} ({result.score:.4f} - tolerance {suite.tolerance_for(key):.4f} <= chance {result.chance:.4f})"
+             for key, result in run.results.items()
+             if result.chance is not None and result.score - suite.tolerance_for(key) <= result.chance]
+    if blind:
+        raise RuntimeError("not recording a baseline whose tolerance reaches a constant prediction's score (the gate "
+                           f"could not tell a broken model): {', '.join(blind)}")
     baseline = {
         key: {name: value for name, value in asdict(result).items() if name != "key"}
         for key, result in run.results.items()
