@@ -10,7 +10,8 @@ the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4
       "schema": "hear-atst-results/1",
       "date": "2026-11-22T10:00:00+00:00",
       "model": {"id", "name", "module", "options": {}, "weights": str|null, "weights_sha256": str|null},
-      "task": {"name", "folder", "embedding_type", "prediction_type", "split_mode", "evaluation": [...]},
+      "task": {"name", "folder", "embedding_type", "prediction_type", "split_mode", "evaluation": [...],
+               "clips": int},   # files over all splits (the leaderboard keys a non-standard count apart)
       "protocol": {"name": "hear"|"linear",
                    "run": "hear"|"hear-grid=fast"|...,   # ProbeConfig.run_name: name + non-default settings
                    "shuffle": bool, "stop_on_non_finite": bool, "grid_points": int|null,

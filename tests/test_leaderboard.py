@@ -96,6 +96,11 @@ def test_task_key_from_hear_folder_names() -> None:
     assert task_key("speech_commands", "speech_commands-v0.0.2-full") == "speech_commands-full"
     assert task_key("dcase2016_task2", "dcase2016_task2-hear2021-full") == "dcase2016_task2"
     assert task_key("nsynth_pitch", "nsynth_pitch-v2.2.3-50h") == "nsynth_pitch-50h"
+    # another clip count than HEAR's release (ESC-10 in the ESC-50 layout): its own task, never ranked with ESC-50
+    assert task_key("esc50", "esc50-v2.0.0-full", 400) == "esc50-400clips"
+    assert task_key("esc50", "esc50-v2.0.0-full", 2000) == task_key("esc50", "esc50-v2.0.0-full") == "esc50"
+    assert task_key("esc50", "esc50-v2.0.0-small", 400) == "esc50-small"  # no official count for a small run
+    assert task_key("dcase2016_task2", "dcase2016_task2-hear2021-full", 72) == "dcase2016_task2"
 
 
 @pytest.fixture()

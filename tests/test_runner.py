@@ -58,6 +58,8 @@ def test_eval_cli_on_esc10_writes_results_and_states_the_score(esc10_task: Path,
     assert results["model"] == {"id": "mel", "name": "mel", "module": "hear_atst.mel", "options": {},
                                 "weights": None, "weights_sha256": None}
     assert results["task"]["folder"] == esc10_task.name and results["task"]["split_mode"] == "presplit_kfold"
+    listed = sum(len(json.loads(path.read_text())) for path in esc10_task.glob("fold0*.json"))
+    assert results["task"]["clips"] == listed > 0  # the leaderboard keys a non-standard clip count apart
     assert results["protocol"]["name"] == "hear" and results["protocol"]["seeds"] == [0]
     assert results["protocol"]["precision"] == "bf16"
     assert (results["protocol"]["shuffle"], results["protocol"]["stop_on_non_finite"]) == (False, True)

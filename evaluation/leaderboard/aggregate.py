@@ -44,18 +44,31 @@ RUN_COLUMNS = (
 # carries the mode, so ``speech_commands-full`` never collides with ``speech_commands-5h``.
 ALWAYS_SUFFIXED_TASKS = frozenset({"speech_commands", "nsynth_pitch"})
 
+# Clips in each leaderboard task as HEAR released it (hear_eval.md §2.4), by task key (Beehive's count is disputed).
+OFFICIAL_CLIPS = {
+    "dcase2016_task2": 72, "maestro-5h": 185, "nsynth_pitch-5h": 5000, "nsynth_pitch-50h": 49060,
+    "speech_commands-5h": 22890, "speech_commands-full": 100503, "beijing_opera": 236, "tfds_crema_d": 7438,
+    "esc50": 2000, "fsd50k": 51185, "gunshot_triangulation": 88, "tfds_gtzan": 1000, "tfds_gtzan_music_speech": 128,
+    "libricount": 5720, "mridangam_stroke": 6977, "mridangam_tonic": 6977, "vocal_imitation": 5601,
+    "vox_lingua_top10": 972,
+}
 
-def task_key(task_name: str, folder: str) -> str:
-    """This project's task key: the task name, plus ``-<mode>`` unless the mode is ``full``.
+
+def task_key(task_name: str, folder: str, clips: int | None = None) -> str:
+    """This project's task key: the task name, plus ``-<mode>`` unless the mode is ``full``, plus ``-<n>clips`` when
+    the folder holds another number of clips than HEAR's release of that task.
 
     The mode is the last ``-`` part of the HEAR folder name ``{task_name}-{version}-{mode}``, e.g.
     ``esc50-v2.0.0-full`` -> ``esc50``, ``speech_commands-v0.0.2-5h`` -> ``speech_commands-5h``,
-    ``esc50-v2.0.0-small`` -> ``esc50-small`` (a small run is never compared with full-task numbers).
+    ``esc50-v2.0.0-small`` -> ``esc50-small`` (a small run is never compared with full-task numbers); ESC-10 laid out
+    as ESC-50 (400 clips) -> ``esc50-400clips``, never ranked with ESC-50 numbers. ``clips`` is None in results
+    written before it was recorded.
     """
     mode = folder.rsplit("-", 1)[-1] if folder.startswith(f"{task_name}-") else "full"
-    if mode == "full" and task_name not in ALWAYS_SUFFIXED_TASKS:
-        return task_name
-    return f"{task_name}-{mode}"
+    key = task_name if mode == "full" and task_name not in ALWAYS_SUFFIXED_TASKS else f"{task_name}-{mode}"
+    if clips is not None and key in OFFICIAL_CLIPS and clips != OFFICIAL_CLIPS[key]:
+        return f"{key}-{clips}clips"
+    return key
 
 
 def probe_name(protocol: dict[str, Any], path: Path) -> str:
@@ -77,7 +90,7 @@ def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
         return {
             "model": model["id"],
             "model_name": model["name"],
-            "task": task_key(task["name"], task["folder"]),
+            "task": task_key(task["name"], task["folder"], task.get("clips")),
             "task_name": task["name"],
             "task_folder": task["folder"],
             "protocol": probe_name(data["protocol"], path),
