@@ -95,7 +95,7 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
     assert "embedding spoken_digit" in runs[0][2] and "embedding " not in runs[1][2]  # the rerun used the cache
     results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "linear" / "results.json")
     assert [run["seed"] for run in results["runs"]] == [0, 1] and results["score"]["n"] == 10
-    assert 0.1 < results["score"]["mean"] < 0.9  # 10 spoken digits, 80 training clips
+    assert 0.15 < results["score"]["mean"] < 0.9  # 10 spoken digits (chance 0.1), 80 training clips: 0.285 here
 
 
 def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
@@ -106,7 +106,7 @@ def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
                      progress=False)
     results = first.results
     assert results["primary_score"] == "event_onset_200ms_fms" and results["score"]["n"] == 1
-    assert 0.02 < results["score"]["mean"] < 0.9
+    assert 0.04 < results["score"]["mean"] < 0.9  # a constant prediction scores 0; 0.097 on the AMD EPYC
     assert set(results["scores"]) >= {"event_onset_200ms_fms", "segment_1s_er"}
     assert results["higher_is_better"] is True
     fold = results["runs"][0]["folds"]["test"]
