@@ -119,6 +119,20 @@ class TaskResult:
 # ------------------------------------------------------------------------------------------------ inputs
 
 
+def _check_epoch_cap(max_epochs: int, check_every: int) -> None:
+    if max_epochs < check_every:
+        raise ValueError(f"max_epochs={max_epochs} is below this grid point's validation interval ({check_every} "
+                         f"epochs): no validation would run; cap at {check_every} or more")
+
+
+def check_probe_settings(config: ProbeConfig, metadata: dict[str, Any]) -> None:
+    """Refuse, before anything is embedded, an epoch cap below the validation interval of a grid point this run
+    would sample (the linear protocol validates every epoch)."""
+    if config.max_epochs is not None and config.protocol == "hear":
+        for point in sample_grid(metadata, config.grid_points, config.grid):
+            _check_epoch_cap(config.max_epochs, point["check_val_every_n_epoch"])
+
+
 def fold_rotation(metadata: dict[str, Any]) -> list[dict[str, list[str]]]:
     """The kit's data splits: one train/valid/test split, or test=i, valid=i+1, train=rest over sorted folds."""
     mode = metadata.get("split_mode")
@@ -276,10 +290,7 @@ class _Evaluator:
         schedule = dataclasses.replace(schedule, shuffle=config.shuffle, stop_on_non_finite=config.stop_on_non_finite)
         if config.max_epochs is None:
             return schedule
-        if config.max_epochs < schedule.check_every:
-            raise ValueError(
-                f"max_epochs={config.max_epochs} is below this grid point's validation interval "
-                f"({schedule.check_every} epochs): no validation would run; cap at {schedule.check_every} or more")
+        _check_epoch_cap(config.max_epochs, schedule.check_every)
         return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, config.max_epochs))
 
     def _validator(self, fold: _Fold):

@@ -24,7 +24,7 @@ import torch
 
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
 from evaluation.environment import cpu_model
-from evaluation.protocol import ProbeConfig, TaskResult, evaluate
+from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
 from evaluation.results import (
     DEFAULT_EMBEDDINGS_DIR,
     DEFAULT_RESULTS_DIR,
@@ -38,7 +38,7 @@ from evaluation.results import (
 from evaluation.taskfolder import TaskFolder
 from hear_atst.checkpoints import sha256_file
 from hear_atst.registry import check_model_options, get_model_spec
-from hear_atst.weights import resolve_weights
+from hear_atst.weights import weights_for_options
 from tasks.registry import resolve_task_folder
 
 VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "numpy",
@@ -56,13 +56,7 @@ def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, opti
         raise ValueError(f"--device {device}: no CUDA device is available to this torch ({torch.__version__})")
     options = dict(options or {})
     check_model_options(spec.name, spec.module, options)
-    path = None
-    if weights and not spec.needs_weights:
-        raise ValueError(f"model {name} takes no weights file; got --weights {weights}")
-    if weights and options.get("random_weights") is True:
-        raise ValueError(f"--weights {weights} and random_weights=true exclude each other: drop one")
-    if spec.needs_weights and options.get("random_weights") is not True:
-        path = resolve_weights(spec, weights)
+    path = weights_for_options(spec, weights, options)
     return ModelSetup(name=spec.name, module=spec.module, options=options, weights=path,
                       weights_sha256=sha256_file(path) if path else None, precision=precision, device=device)
 
@@ -107,6 +101,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     """Embed (cached), probe and score one task; write ``results.json``, ``test.predicted-scores.json`` and, for
     event tasks, ``test.events.json``."""
     probe = probe or ProbeConfig()
+    check_probe_settings(probe, folder.metadata)  # before embedding, which may take hours
     started = time.perf_counter()
     embeddings_path = embed(setup, folder, embeddings_dir, progress=progress, log=log)
     embedded = time.perf_counter()

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hear_atst.registry import ENCODER_FAMILIES, MODELS, Precision, check_model_options, parse_model_options
-from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights
+from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights, weights_for_options
 
 CHECK_FAILED = 1  # exit code of every command: a check failed (validate, regress)
 USAGE_ERROR = 2  # ... a usage or input error (one line on stderr), as click's own usage errors
@@ -84,10 +84,9 @@ def validate(
             raise ValueError(f"--long-seconds {long_seconds:g}: the long-audio check needs at least "
                              f"{MIN_LONG_SECONDS:g} s")
         spec = next((s for s in MODELS.values() if module in (s.name, s.module)), None)
-        if spec is not None:
+        if spec is not None:  # the checks of embed and eval: their usage errors are usage errors here too
             check_model_options(spec.name, spec.module, options)
-        if spec is not None and spec.needs_weights and options.get("random_weights") is not True:
-            resolve_weights(spec, weights)  # missing weights are a usage error, as for embed and eval
+            weights_for_options(spec, weights, options)
         elif weights is not None and not weights.is_file():
             raise ValueError(f"--weights {weights}: " + ("is a directory, not a file" if weights.is_dir()
                                                           else "does not exist"))

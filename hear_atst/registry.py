@@ -126,7 +126,8 @@ def require_bool(key: str, value: Any, context: str = "") -> bool:
 
 
 def parse_model_options(items: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value is parsed as JSON when it is valid JSON (``blocks=1`` -> 1), else kept as text."""
+    """``KEY=VALUE`` pairs; a value is parsed as JSON when it is valid JSON (``blocks=1`` -> 1), ``True``/``False`` in
+    any case are booleans (Python's spelling, as the README writes them), anything else is kept as text."""
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -135,5 +136,5 @@ def parse_model_options(items: list[str] | None) -> dict[str, Any]:
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
-            options[key] = value
+            options[key] = {"true": True, "false": False}.get(value.lower(), value)
     return options

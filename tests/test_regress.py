@@ -347,3 +347,21 @@ def test_regress_command_names_a_missing_source(tmp_path: Path, shared_dir: Path
     result = CliRunner().invoke(app, ["regress", "--baseline", str(path), "--shared", str(shared_dir)])
     assert result.exit_code == 2
     assert "error: the suite could not run:" in result.output and "no_such_folder" in result.output
+
+
+def test_a_refused_update_still_shows_the_run(tmp_path: Path, shared_dir: Path) -> None:
+    """--update with a tolerance that reaches chance: refused (exit 1, the old baseline kept), the table still shown."""
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    path = tmp_path / "regression.json"
+    keyword_suite(path)
+    document = json.loads(path.read_text())
+    document["suite"]["tolerance"] = {"default": 0.5}
+    path.write_text(json.dumps(document))
+    result = CliRunner().invoke(app, ["regress", "--baseline", str(path), "--shared", str(shared_dir), "--update"])
+    assert result.exit_code == 1
+    assert "Regression gate" in result.output and "NO BASELINE" in result.output  # the run's row, shown
+    assert "baseline not updated: not recording a baseline whose tolerance reaches" in " ".join(result.output.split())
+    assert json.loads(path.read_text())["baseline"] == {}

@@ -205,9 +205,10 @@ def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--protocol", "linear",
                                         "--no-shuffle", "--grid-points", "2"))
     assert code == 2 and stderr.strip() == "error: --no-shuffle, --grid-points apply to --protocol hear only"
-    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid-points", "2",
-                                        "--max-epochs", "2", "--grid", "fast"))
+    code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path / "early",
+                                        "--grid-points", "2", "--max-epochs", "2", "--grid", "fast"))
     assert code == 2 and "max_epochs=2 is below this grid point's validation interval" in stderr
+    assert not (tmp_path / "early").exists()  # refused before embedding
     code, _, stderr = invoke(*eval_args("spoken_digit", spoken_digit_task.parent, tmp_path, "--grid-points", "2",
                                         "--max-epochs", "10", "--grid", "fast"))
     assert code == 0, stderr
@@ -298,6 +299,8 @@ def test_bad_model_options_are_one_clear_message(esc10_task: Path, fixtures_dir:
 def test_model_options_parse_json_values():
     assert parse_model_options(["blocks=1", "name=base", "layers=[1, 12]", "random_weights=true", "x=1e-3"]) == {
         "blocks": 1, "name": "base", "layers": [1, 12], "random_weights": True, "x": 1e-3}
+    assert parse_model_options(["random_weights=True", "a=FALSE", "b=no"]) == {"random_weights": True, "a": False,
+                                                                              "b": "no"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_model_options(["blocks"])
 

@@ -67,11 +67,11 @@ DEFECTS = {
         def load_model(model_file_path=None):
             return mel.load_model(model_file_path).train()
     """,
-    # a work buffer of 400 floats per sample on long audio (1.4 GiB for a minute): memory grows with the length
+    # a work buffer of 200 floats per sample on long audio (1.4 GiB for the check's 2 minutes, over its ~1 GiB budget)
     "memory_grows_with_length": """
         def get_timestamp_embeddings(audio, model):
             if audio.shape[1] > 30 * 16000:
-                buffer = torch.ones(audio.shape[1], 400)
+                buffer = torch.ones(audio.shape[1], 200)
                 audio = audio + 0 * buffer[:, 0]
             return mel.get_timestamp_embeddings(audio, model)
     """,
@@ -166,7 +166,7 @@ def test_missing_api_and_failing_load_stop_early(tmp_path, monkeypatch):
     assert validate_module("hear_atst.no_such_module")[0].name == "import"
 
 
-def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypatch):
+def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypatch, fixtures_dir):
     app = typer.Typer()
     app.command()(validate)
     app.command("other")(lambda: None)  # two commands: typer keeps the sub-command name
@@ -189,6 +189,12 @@ def test_command_prints_a_table_and_exits_non_zero_on_failure(tmp_path, monkeypa
     assert no_file.exit_code == 2 and "missing.ckpt does not exist" in no_file.output
     a_folder = runner.invoke(app, ["validate", "defective_nondeterministic", "--weights", str(tmp_path)])
     assert a_folder.exit_code == 2 and "is a directory" in a_folder.output
+    ckpt = str(fixtures_dir / "atst_frame_lightning.ckpt")
+    usages = (["mel", "--weights", ckpt], ["atst_frame", "--weights", ckpt, "--model-option", "random_weights=true"],
+              ["atst_frame", "--model-option", "random_weights=no"])  # what embed and eval refuse, as they do
+    for usage in usages:
+        refused = runner.invoke(app, ["validate", *usage])
+        assert refused.exit_code == 2 and refused.output.startswith("error: "), refused.output
     monkeypatch.delenv("HEAR_ATST_WEIGHTS", raising=False)
     no_weights = runner.invoke(app, ["validate", "hear_atst.atst_frame"])
     assert no_weights.exit_code == 2 and "Get the official checkpoint" in no_weights.output

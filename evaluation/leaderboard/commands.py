@@ -79,17 +79,19 @@ def regress_command(
         if work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     typer.echo(f"suite ran in {run.seconds:.0f} s ({run.cpu_seconds:.0f} s CPU)")
+    refused = None
     if update:
         try:
             write_json_atomic(baseline, updated_document(document, suite, run))
-        except RuntimeError as error:  # nondeterministic, missing or uninformative scores
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(CHECK_FAILED) from None
-        typer.echo(f"baseline recorded in {baseline}")
-        recorded = load_regression(baseline)[1]
-    rows = gate(suite, recorded, run)
+            typer.echo(f"baseline recorded in {baseline}")
+            recorded = load_regression(baseline)[1]
+        except RuntimeError as error:  # nondeterministic, missing or uninformative scores: the old baseline stays
+            refused = error
+    rows = gate(suite, recorded, run)  # shown also when the update is refused: the run's scores are not lost
     typer.echo(render_gate(rows))
-    if any(row.failed for row in rows):
+    if refused is not None:
+        typer.secho(f"error: baseline not updated: {refused}", fg=typer.colors.RED, err=True)
+    if refused is not None or any(row.failed for row in rows):
         raise typer.Exit(CHECK_FAILED)
 
 

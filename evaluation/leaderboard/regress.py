@@ -10,8 +10,8 @@ determinism check; ``baseline`` holds, per pair, the primary score and the finge
 The gate fails when
 
 1. a pair's primary score is worse than its baseline by more than its tolerance (lower for higher-is-better
-   metrics, higher for error rates), or no better than a constant prediction's (:func:`chance_score`: what a
-   broken model gets), or the score is missing/NaN, or a pair has no baseline;
+   metrics, higher for error rates), or no better than a constant prediction's (:func:`chance_score`: what
+   constant embeddings get), or the score is missing/NaN, or a pair has no baseline;
 2. determinism breaks: the determinism pair is run a second time from scratch (fresh embeddings and results
    folders, nothing cached), and its embeddings (sha256 over the bytes of every split's embedding matrix) or its
    result fingerprint (sha256 over every fold's scores, validation score, epoch and the selected
@@ -193,9 +193,9 @@ class PairResult:
 
 
 def chance_score(folder: TaskFolder, metric: str) -> float | None:
-    """The best primary score a constant prediction gets on the test folds: what a broken model (constant or
-    label-blind embeddings) scores at most. ``top1_acc``: the mean over test folds of the largest class share;
-    onset F-measure: 0 (a constant frame prediction gives no event or one that never ends); other metrics: None."""
+    """The best primary score a constant prediction gets on the test folds (what constant embeddings give; label-blind
+    random ones can beat it by luck). ``top1_acc``: the mean over test folds of the largest class share; onset
+    F-measure: 0 (a constant frame prediction gives no event or one that never ends); other metrics: None."""
     if metric == "top1_acc":
         shares = []
         for rotation in fold_rotation(folder.metadata):
@@ -394,7 +394,7 @@ def _score_row(key: str, recorded: Mapping[str, Any] | None, current: PairResult
     gain = sign * (current.score - recorded["score"])  # > 0: better
     identical = current.result_fingerprint == recorded["result_fingerprint"]
     detail = "results identical to baseline" if identical else "results differ from baseline"
-    if current.chance is not None and current.score <= current.chance:
+    if current.chance is not None and current.higher_is_better and current.score <= current.chance + FLOAT_SLACK:
         return GateRow(key, current.metric, recorded["score"], current.score, tolerance, "AT CHANCE",
                        f"no better than a constant prediction ({current.chance:.4f}); {detail}")
     if gain < -tolerance - FLOAT_SLACK:  # a drop of exactly the tolerance passes (0.50 - 0.48 is 0.0200000...02)
@@ -459,7 +459,8 @@ def updated_document(document: Mapping[str, Any], suite: Suite, run: SuiteRun) -
         raise RuntimeError(f"not recording a baseline with missing scores: {', '.join(missing)}")
     blind = [f"{key} ({result.score:.4f} - tolerance {suite.tolerance_for(key):.4f} <= chance {result.chance:.4f})"
              for key, result in run.results.items()
-             if result.chance is not None and result.score - suite.tolerance_for(key) <= result.chance]
+             if result.chance is not None and result.higher_is_better
+             and result.score - suite.tolerance_for(key) <= result.chance + FLOAT_SLACK]
     if blind:
         raise RuntimeError("not recording a baseline whose tolerance reaches a constant prediction's score (the gate "
                            f"could not tell a broken model): {', '.join(blind)}")
