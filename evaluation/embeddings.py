@@ -252,12 +252,14 @@ def embed_task(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.P
     """Embed every split of ``folder`` into the kit layout (or reuse a complete, matching cache); the folder path.
 
     The model is loaded only when the cache is not complete. ``on_start`` receives a one-line note before
-    work begins (resampling, embedding).
+    work begins (resampling, embedding), or saying that the cache is used.
     """
     out_dir = task_embeddings_dir(embeddings_dir, setup, folder)
     identity = setup.identity(folder)
     if is_complete(out_dir):
         _check_identity(out_dir, identity)
+        if on_start:
+            on_start(f"using the cached embeddings of {folder.name} in {out_dir}")
         return out_dir
     module, model = setup.load()
     rate = int(model.sample_rate)

@@ -93,6 +93,7 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
     lines = [stdout.strip().splitlines()[-1] for _, stdout, _ in runs]
     assert lines[0] == lines[1] and lines[0].endswith("(5 folds × 2 seeds)")
     assert "embedding spoken_digit" in runs[0][2] and "embedding " not in runs[1][2]  # the rerun used the cache
+    assert "using the cached embeddings of spoken_digit" in runs[1][2]
     results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "linear" / "results.json")
     assert [run["seed"] for run in results["runs"]] == [0, 1] and results["score"]["n"] == 10
     assert 0.15 < results["score"]["mean"] < 0.9  # 10 spoken digits (chance 0.1), 80 training clips: 0.285 here
