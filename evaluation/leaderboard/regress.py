@@ -463,7 +463,7 @@ def updated_document(document: Mapping[str, Any], suite: Suite, run: SuiteRun) -
              and result.score - suite.tolerance_for(key) <= result.chance + FLOAT_SLACK]
     if blind:
         raise RuntimeError("not recording a baseline whose tolerance reaches a constant prediction's score (the gate "
-                           f"could not tell a broken model): {', '.join(blind)}")
+                           f"could not tell a model with constant embeddings): {', '.join(blind)}")
     baseline = {
         key: {name: value for name, value in asdict(result).items() if name != "key"}
         for key, result in run.results.items()
