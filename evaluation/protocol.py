@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -385,8 +385,10 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- one seed
 
-    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
-        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events)."""
+    def run_seed(self, seed: int, log: Callable[[str], None] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
+        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events); ``log``
+        gets a line after the grid search and after the other folds."""
         start = time.time()
         first = self.folds[0]
         hparams, heads, schedules = self._candidates(len(first.train_rows))
@@ -394,9 +396,14 @@ class _Evaluator:
         order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
         best = order[0]
         grid_minutes = (time.time() - start) / 60
+        if log:
+            log(f"seed {seed}: {len(grid)} grid point(s) trained on {first.name} in {60 * grid_minutes:.0f} s; point "
+                f"{best} chosen (validation {grid[best].best_value:.4f})")
         start = time.time()
         others = self._train(self.folds[1:], [heads[best]], [schedules[best]], seed) if len(self.folds) > 1 else []
         other_minutes = (time.time() - start) / 60
+        if log and others:
+            log(f"seed {seed}: point {best} trained on the {len(others)} other fold(s) in {60 * other_minutes:.0f} s")
         per_fold = [grid[best], *others]
         folds_json: dict[str, Any] = {}
         kit: dict[str, Any] = {}
@@ -463,14 +470,16 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 
 
-def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None) -> TaskResult:
-    """Train and test probes on one task; see the module docstring for the protocol."""
+def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, log: Callable[[str], None] | None = None
+             ) -> TaskResult:
+    """Train and test probes on one task; see the module docstring for the protocol. ``log`` receives progress
+    lines (two a seed)."""
     config = config or ProbeConfig()
     start = time.time()
     evaluator = _Evaluator(task, config)
     runs, kits, events = [], [], []
     for seed in config.seeds:
-        run, kit, fold_events = evaluator.run_seed(seed)
+        run, kit, fold_events = evaluator.run_seed(seed, log)
         runs.append(run)
         kits.append(kit)
         events.append(fold_events)

@@ -108,7 +108,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     task_embeddings = load_task_embeddings(embeddings_path)
     if log:
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
-    result = evaluate(task_embeddings, probe)
+    result = evaluate(task_embeddings, probe, log)
     finished = time.perf_counter()
     out_dir = run_folder(results_dir, setup, folder, probe)
     results = results_document(setup, folder, result, probe, timing={

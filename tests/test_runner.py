@@ -94,6 +94,9 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
     assert lines[0] == lines[1] and lines[0].endswith("(5 folds × 2 seeds)")
     assert "embedding spoken_digit" in runs[0][2] and "embedding " not in runs[1][2]  # the rerun used the cache
     assert "using the cached embeddings of spoken_digit" in runs[1][2]
+    for seed in (0, 1):  # probe progress, a line after the grid and after the other folds
+        assert f"seed {seed}: 1 grid point(s) trained on fold00 in " in runs[1][2]
+        assert f"seed {seed}: point 0 trained on the 4 other fold(s) in " in runs[1][2]
     results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "linear" / "results.json")
     assert [run["seed"] for run in results["runs"]] == [0, 1] and results["score"]["n"] == 10
     assert 0.15 < results["score"]["mean"] < 0.9  # 10 spoken digits (chance 0.1), 80 training clips: 0.285 here
