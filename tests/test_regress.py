@@ -94,7 +94,7 @@ def test_gate_fails_with_a_readable_table_on_a_lowered_score(suite_and_run) -> N
     assert row.status == "REGRESSED" and row.failed
     text = render_gate(rows)
     line = next(line for line in text.splitlines() if "mel/keywords" in line and "REGRESSED" in line)
-    assert re.search(r"top1_acc\s*│\s*0\.5000\s*│\s*0\.4700\s*│\s*-0\.0300\s*│\s*0\.0200\s*│\s*REGRESSED", line)
+    assert re.search(r"top1_acc\s*│\s*0\.5000\s*│\s*0\.4700\s*│\s*-0\.0300\s*│\s*0\.0200\s*│\s*–\s*│\s*REGRESSED", line)
     assert text.rstrip().endswith("FAILED: mel/keywords, mel/keywords (run twice)")  # the repeat no longer matches
 
 
@@ -221,7 +221,9 @@ def test_a_score_at_chance_fails_whatever_the_tolerance(suite_and_run) -> None:
     broken = pair("mel/keywords", 0.25, fp="r2", chance=0.25)  # what constant embeddings give
     row = rows_by_key(gate(replace(suite, tolerance={"default": 0.5}), baseline,
                            SuiteRun({**run.results, "mel/keywords": broken}, run.repeat, 1.0)))["mel/keywords"]
-    assert row.status == "AT CHANCE" and row.failed and "constant prediction (0.2500)" in row.detail
+    assert row.status == "AT CHANCE" and row.failed and row.chance == 0.25
+    # the table's change, tolerance and chance columns, then the status
+    assert re.search(r"0\.2500\s*│\s*0\.5000\s*│\s*0\.2500\s*│\s*AT CHANCE", render_gate([row]))
     above = pair("mel/keywords", 0.26, fp="r2", chance=0.25)
     row = rows_by_key(gate(replace(suite, tolerance={"default": 0.5}), baseline,
                            SuiteRun({**run.results, "mel/keywords": above}, run.repeat, 1.0)))["mel/keywords"]
@@ -365,3 +367,28 @@ def test_a_refused_update_still_shows_the_run(tmp_path: Path, shared_dir: Path) 
     assert "Regression gate" in result.output and "NO BASELINE" in result.output  # the run's row, shown
     assert "baseline not updated: not recording a baseline whose tolerance reaches" in " ".join(result.output.split())
     assert json.loads(path.read_text())["baseline"] == {}
+
+
+def test_regress_input_errors_are_one_line_usage_errors(tmp_path: Path, shared_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hear_atst.cli import app
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    (tmp_path / "other.json").write_text('{"schema": "something-else"}')
+    base = ["regress", "--shared", str(shared_dir)]
+    cases = {
+        "not a readable regression file": ["--baseline", str(tmp_path / "nope.json")],
+        "schema 'something-else'": ["--baseline", str(tmp_path / "other.json")],
+        "not the shared reference folder": ["--shared", str(tmp_path)],
+        "not empty (the gate needs a fresh run)": ["--work-dir", str(tmp_path / "full")],
+        "not a folder": ["--work-dir", str(tmp_path / "other.json")],
+    }
+    for message, arguments in cases.items():
+        result = CliRunner().invoke(app, [*base, *arguments])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    monkeypatch.chdir(tmp_path)  # the default baseline is the checkout's, wherever the command runs
+    result = CliRunner().invoke(app, [*base, "--work-dir", str(tmp_path / "full")])
+    assert result.exit_code == 2 and "not empty" in result.output, result.output

@@ -16,7 +16,9 @@ from hear_atst.commands import CHECK_FAILED, USAGE_ERROR
 SHARED_HELP = ("The shared data folder (default: $HEAR_ATST_SHARED, else the suite's 'shared' path, relative to the "
                "baseline file's folder).")
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
-PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "results" / "published"  # the checkout's tables
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"  # the checkout's, wherever a command runs
+PUBLISHED_DIR = RESULTS_DIR / "published"
+REGRESSION_FILE = RESULTS_DIR / "regression.json"
 
 
 def leaderboard_command(
@@ -44,15 +46,15 @@ def leaderboard_command(
 
 
 def regress_command(
-    baseline: Annotated[Path, typer.Option(help="The suite and its recorded baseline.")] = Path(
-        "results/regression.json"
-    ),
+    baseline: Annotated[Path, typer.Option(help="The suite and its recorded baseline (default: this checkout's "
+                                           "results/regression.json, wherever the command runs).")] = REGRESSION_FILE,
     update: Annotated[bool, typer.Option(help="Record this run as the new baseline (deliberately).")] = False,
     shared: Annotated[Path | None, typer.Option(help=SHARED_HELP)] = None,
     work_dir: Annotated[Path | None, typer.Option(help=WORK_HELP)] = None,
 ) -> None:
     """Re-run the small real benchmark of --baseline; fail with a table when a score falls below its baseline by
-    more than its tolerance or when a run is not deterministic."""
+    more than its tolerance, is no better than a constant prediction's, is missing, or when a run is not
+    deterministic."""
     from evaluation.leaderboard.regress import (
         gate,
         load_regression,
@@ -65,10 +67,15 @@ def regress_command(
     from tasks.download import SourceError
     from tasks.pipeline import PrepareError
 
-    suite, recorded, document = load_regression(baseline)
-    shared_dir = resolve_shared(suite, baseline, shared)
-    if work_dir is not None and work_dir.exists() and any(work_dir.iterdir()):
-        raise typer.BadParameter(f"{work_dir} is not empty: the gate needs a fresh run", param_hint="--work-dir")
+    try:
+        suite, recorded, document = load_regression(baseline)
+        shared_dir = resolve_shared(suite, baseline, shared)
+        if work_dir is not None and work_dir.exists() and (not work_dir.is_dir() or any(work_dir.iterdir())):
+            raise ValueError(f"--work-dir {work_dir}: " + ("not a folder" if not work_dir.is_dir() else
+                                                           "not empty (the gate needs a fresh run)"))
+    except (FileNotFoundError, ValueError) as error:  # RegressionFileError is a ValueError
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(USAGE_ERROR) from None
     work = work_dir or Path(tempfile.mkdtemp(prefix="hear-atst-regress-"))
     try:
         run = run_suite(suite, shared_dir, work, log=typer.echo)

@@ -304,11 +304,11 @@ def run_suite(suite: Suite, shared: Path, work: Path, log: Log) -> SuiteRun:
         key = pair_key(model, task)
         results[key] = run_pair(suite, shared, model, folders[task], work / "runs", key)
         result = results[key]
-        log(f"{key}: {result.metric} = {result.score} ({result.seconds:.1f} s)")
+        log(f"{key}: {result.metric} = {_number(result.score)} ({result.seconds:.1f} s)")
     model, task = suite.determinism_pair
     key = pair_key(model, task)
     repeat = run_pair(suite, shared, model, folders[task], work / "repeat", key)
-    log(f"{key} again from scratch: {repeat.metric} = {repeat.score} ({repeat.seconds:.1f} s)")
+    log(f"{key} again from scratch: {repeat.metric} = {_number(repeat.score)} ({repeat.seconds:.1f} s)")
     return SuiteRun(results, repeat, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
@@ -324,6 +324,7 @@ class GateRow:
     tolerance: float | None
     status: str  # ok, improved, REGRESSED, AT CHANCE, NO SCORE, NO BASELINE, NOT RUN, NONDETERMINISTIC
     detail: str
+    chance: float | None = None  # a constant prediction's score, where defined
 
     @property
     def failed(self) -> bool:
@@ -396,14 +397,14 @@ def _score_row(key: str, recorded: Mapping[str, Any] | None, current: PairResult
     detail = "results identical to baseline" if identical else "results differ from baseline"
     if current.chance is not None and current.higher_is_better and current.score <= current.chance + FLOAT_SLACK:
         return GateRow(key, current.metric, recorded["score"], current.score, tolerance, "AT CHANCE",
-                       f"no better than a constant prediction ({current.chance:.4f}); {detail}")
+                       f"no better than a constant prediction; {detail}", current.chance)
     if gain < -tolerance - FLOAT_SLACK:  # a drop of exactly the tolerance passes (0.50 - 0.48 is 0.0200000...02)
         status = "REGRESSED"
     elif gain > tolerance + FLOAT_SLACK:
         status = "improved"
     else:
         status = "ok"
-    return GateRow(key, current.metric, recorded["score"], current.score, tolerance, status, detail)
+    return GateRow(key, current.metric, recorded["score"], current.score, tolerance, status, detail, current.chance)
 
 
 def _determinism_row(key: str, run: SuiteRun) -> GateRow:
@@ -421,7 +422,7 @@ def _determinism_row(key: str, run: SuiteRun) -> GateRow:
 def render_gate(rows: list[GateRow], width: int = 200) -> str:
     """The gate as a plain-text table (what CI prints), followed by a one-line verdict."""
     table = Table(title="Regression gate", show_lines=False)
-    for column in ("pair", "metric", "baseline", "current", "change", "tolerance", "status", "detail"):
+    for column in ("pair", "metric", "baseline", "current", "change", "tolerance", "chance", "status", "detail"):
         table.add_column(column, overflow="fold")
     for row in rows:
         change = f"{row.current - row.baseline:+.4f}" if row.current is not None and row.baseline is not None else "–"
@@ -432,6 +433,7 @@ def render_gate(rows: list[GateRow], width: int = 200) -> str:
             _number(row.current),
             change,
             _number(row.tolerance),
+            _number(row.chance),
             row.status,
             row.detail,
         )
