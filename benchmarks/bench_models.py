@@ -237,13 +237,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=list(MODELS), help="registered model names (default: all)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+                        help=f"registered model names (default: all of {', '.join(MODELS)})")
+    parser.add_argument("--batch", type=int, default=8, help="clips a call (default 8)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip (default 10)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls, the best kept (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the models and GEMMs run")
-    parser.add_argument("--out", type=Path, default=Path("results/bench_models"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "bench_models",
+                        help="file stem: <out>.json and <out>.md (default: results/bench_models)")
     args = parser.parse_args(argv)
     require_device(parser, args.device)
     torch.set_num_threads(args.threads)

@@ -498,7 +498,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny problems, seconds")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny problems, seconds (smoke test): the rows are printed, nothing is written")
     parser.add_argument("--max-epochs", type=int, help="epoch cap for both implementations [15 at D=768, 3 at D=9216]")
     parser.add_argument("--reference-fraction", type=float, default=0.25,
                         help="share of the DCASE training rows the reference's epoch is timed on")

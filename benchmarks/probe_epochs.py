@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--kit-seeds", type=int, nargs="*", default=[0],
                         help="seeds of the kit protocol's runs (fp32, one configuration at a time)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="our probe GEMMs")
-    parser.add_argument("--quick", action="store_true", help="a tiny problem and 6 epochs: seconds (smoke test)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny problem and 6 epochs (smoke test): the rows are printed, nothing is written")
     parser.add_argument("--append", action="store_true",
                         help="merge the rows into <out>/<name>.json instead of replacing it")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "draws); our fixed-order and shuffled runs of one seed differ in batch order alone. The kit "
                       "protocol's seed s seeds its grid point i with s + i and its other folds with s (bench_probes' "
                       "kit_protocol); it never shuffles. Times are wall-clock and not comparable between rows."}
-    if not args.quick:
+    if args.quick:
+        print(json.dumps(rows, indent=1))
+    else:
         write_json_atomic(target, report)
         write_markdown(report, args.out / f"{args.name}.md")
     return report

@@ -350,6 +350,9 @@ def test_benchmark_cuda_without_a_gpu_is_a_usage_error(monkeypatch, capsys):
         bench.main(["--models", "mel", "--device", "cuda"])
     assert error.value.code == 2
     assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:  # an unknown model is refused before anything is measured
+        bench.main(["--models", "foo"])
+    assert error.value.code == 2 and "invalid choice: 'foo'" in capsys.readouterr().err
 
 
 def test_benchmark_counts_cuda_attention_kernels():
