@@ -29,7 +29,10 @@ from tasks.registry import get_spec  # noqa: E402
 
 def layout(tools: Path, script: str, out: Path, *args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(tools / script), str(out), *args], check=True, capture_output=True)
+    command = [sys.executable, str(tools / script), str(out), *args]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode:  # the layout tool's own message says what is wrong (e.g. a wrong --shared)
+        sys.exit(f"error: {' '.join(command)} failed:\n{completed.stderr[-2000:]}")
     return time.perf_counter() - start
 
 

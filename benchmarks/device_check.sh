@@ -35,6 +35,7 @@ mkdir -p "$OUT"
 failures=()
 
 log() { printf '%s\n' "$*" | tee -a "$LOG"; }
+log "== output and log in $OUT"
 
 # step NAME CAP_S COMMAND...: COMMAND under timeout (CAP_S or what is left of BUDGET_S), output logged; a failure,
 # a timeout or a skip is recorded and the script goes on
