@@ -37,6 +37,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -195,16 +196,22 @@ class PairResult:
 def chance_score(folder: TaskFolder, metric: str) -> float | None:
     """The best primary score a constant prediction gets on the test folds (what constant embeddings give; label-blind
     random ones can beat it by luck). ``top1_acc``: the mean over test folds of the largest class share; onset
-    F-measure: 0 (a constant frame prediction gives no event or one that never ends); other metrics: None."""
+    F-measure: 0 (a constant frame prediction gives no event or one that never ends); other metrics (error rates
+    among them, for which "no better" would read the other way): None."""
     if metric == "top1_acc":
         shares = []
         for rotation in fold_rotation(folder.metadata):
-            labels = [entries[0] for split in rotation["test"] for entries in folder.labels[split].values()]
-            shares.append(max(labels.count(label) for label in set(labels)) / len(labels))
+            labels = Counter(entries[0] for split in rotation["test"] for entries in folder.labels[split].values())
+            shares.append(max(labels.values()) / labels.total())
         return sum(shares) / len(shares)
     if metric == "event_onset_200ms_fms":
         return 0.0
     return None
+
+
+def _at_chance(result: PairResult, score: float) -> bool:
+    """``score`` is no better than ``result``'s constant prediction (up to float rounding)."""
+    return result.chance is not None and score <= result.chance + FLOAT_SLACK
 
 
 def result_fingerprint(results: Mapping[str, Any]) -> str:
@@ -395,7 +402,7 @@ def _score_row(key: str, recorded: Mapping[str, Any] | None, current: PairResult
     gain = sign * (current.score - recorded["score"])  # > 0: better
     identical = current.result_fingerprint == recorded["result_fingerprint"]
     detail = "results identical to baseline" if identical else "results differ from baseline"
-    if current.chance is not None and current.higher_is_better and current.score <= current.chance + FLOAT_SLACK:
+    if _at_chance(current, current.score):
         return GateRow(key, current.metric, recorded["score"], current.score, tolerance, "AT CHANCE",
                        f"no better than a constant prediction; {detail}", current.chance)
     if gain < -tolerance - FLOAT_SLACK:  # a drop of exactly the tolerance passes (0.50 - 0.48 is 0.0200000...02)
@@ -460,9 +467,7 @@ def updated_document(document: Mapping[str, Any], suite: Suite, run: SuiteRun) -
     if missing:
         raise RuntimeError(f"not recording a baseline with missing scores: {', '.join(missing)}")
     blind = [f"{key} ({result.score:.4f} - tolerance {suite.tolerance_for(key):.4f} <= chance {result.chance:.4f})"
-             for key, result in run.results.items()
-             if result.chance is not None and result.higher_is_better
-             and result.score - suite.tolerance_for(key) <= result.chance + FLOAT_SLACK]
+             for key, result in run.results.items() if _at_chance(result, result.score - suite.tolerance_for(key))]
     if blind:
         raise RuntimeError("not recording a baseline whose tolerance reaches a constant prediction's score (the gate "
                            f"could not tell a model with constant embeddings): {', '.join(blind)}")
