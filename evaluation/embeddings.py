@@ -10,19 +10,30 @@ Layout of ``<embeddings_dir>/<module><-k=v options>/<task folder>/``, as ``heare
   in the kit's order (clips shuffled once by one ``random.Random(0)`` over the splits in order),
   ``<split>.embedding-dimensions.json`` ``[rows, D]``, ``<split>.target-labels.pkl`` and, for event tasks,
   ``<split>.filename-timestamps.json`` ``[[slug, t_ms], ...]``;
-- ``profile.embeddings.json`` and the ``.done.embeddings`` marker.
+- ``profile.embeddings.json``, ``audio-manifest.jsonl`` (:mod:`evaluation.audio_manifest`: size, mtime and
+  SHA-256 of the audio bytes each clip was embedded from) and the ``.done.embeddings`` marker.
 
 Differences from the kit, on purpose: the clip list is sorted before the shuffle (the kit shuffles a directory
 listing, whose order depends on the file system), so the row order is reproducible; the event slug is
 ``<split>/<file>`` relative to the task folder (the kit writes the path it was given; readers keep only the file
-name); the weights file's short sha256 and a non-default precision join the model options in the folder name, and
-``embedding-config.json`` records the identity (model, options, precision, weights hash, task folder name and a
-hash of its metadata, vocabulary and split files), which must match when a folder is reused; the frame-label rule
-is ``start <= t < end`` (the kit's interval tree uses ``end + 0.0001``, :func:`evaluation.data.frame_labels`).
+name); the weights file's short sha256, a non-default precision and a non-CPU device class join the model options
+in the folder name; the frame-label rule is ``start <= t < end`` (the kit's interval tree uses ``end + 0.0001``,
+:func:`evaluation.data.frame_labels`).
+
+Cache identity (``embedding-config.json``): module, options, precision, weights hash, device class, the model's
+source (:attr:`ModelSetup.source`: code hash, resolved ``load_model`` arguments, bundled weights hash), the task
+folder's name and a hash of its metadata, vocabulary and split files; plus, per clip, the audio manifest. A folder
+of another task or model is refused; one made by other model code (or by a version that recorded none) is
+embedded again from scratch, saying so; a finished folder is rechecked clip by clip against the audio
+(:func:`evaluation.audio_manifest.recheck`) and exactly the clips whose audio changed, or whose embedding file is
+empty or unreadable, are embedded again.
+
+One process writes a folder at a time (:func:`hear_atst.locks.folder_lock`; another waits, saying so).
 
 Clips of equal length are batched up to ``batch_seconds`` of audio (a longer clip goes alone; the HEAR modules
 chunk long audio internally). The batch plan depends only on the task, and every per-clip file is written
-atomically, so a run killed at any point resumes where it stopped and gives byte-identical files.
+atomically and durably (:mod:`hear_atst.atomic`), so a run killed at any point resumes where it stopped and gives
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -46,18 +57,30 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from evaluation.audio_manifest import (
+    ClipRecord,
+    Recheck,
+    append_records,
+    manifest_sha256,
+    read_manifest,
+    recheck,
+    write_manifest,
+)
 from evaluation.data import SplitEmbeddings, TaskEmbeddings, frame_labels
 from evaluation.results import write_json_atomic
 from evaluation.taskfolder import METADATA_FILENAME, VOCABULARY_FILENAME, TaskFolder, read_label_vocabulary
-from hear_atst.atomic import atomic_write
-from tasks.audio import read_audio
+from hear_atst.atomic import atomic_write, remove_stale_temp_files, write_bytes_atomic
+from hear_atst.locks import folder_lock
+from tasks.audio import decode_audio
 
 DONE_MARKER = ".done.embeddings"
 CONFIG_FILENAME = "embedding-config.json"
 PROFILE_FILENAME = "profile.embeddings.json"
 IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "task_folder", "task_files_sha256")
+REBUILD_KEYS = ("source", "device_class")  # a difference here re-embeds the folder: the code or hardware changed
 DEFAULT_BATCH_SECONDS = 80.0  # ~ the kit's 0.7 * 120 s budget at 16 kHz (hear_eval.md §3.1)
 SHUFFLE_SEED = 0
+NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 RESULTS_HASH_CHARS = 8  # weights sha256 prefix in a results folder name (model_id)
 EMBEDDINGS_HASH_CHARS = 12  # ... and in an embeddings folder name
 
@@ -77,6 +100,14 @@ class ModelSetup:
     weights_sha256: str | None = None
     precision: str = "fp32"
     device: str = "cpu"
+    # What else determines the numbers: for registered models evaluation.model_source.registered_model_source
+    # (code hash, resolved load_model arguments, bundled weights hash); a model from elsewhere records its own.
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device_class(self) -> str:
+        """``cpu`` or ``cuda`` (...): embeddings of one device class are reproducible bit for bit."""
+        return torch.device(self.device).type
 
     def _name_options(self) -> dict[str, Any]:
         """The options that name results: load_model's, plus the precision when it is not fp32."""
@@ -94,13 +125,14 @@ class ModelSetup:
         """The kit's embeddings folder name ``<module><-k=v ...>``, plus ``-weights=<sha256[:12]>`` when a weights
         file is used, so embeddings of two checkpoints never share a folder."""
         weights = {"weights": self.weights_sha256[:EMBEDDINGS_HASH_CHARS]} if self.weights_sha256 else {}
-        return self.module + options_suffix({**self._name_options(), **weights})
+        device = {} if self.device_class == "cpu" else {"device": self.device_class}
+        return self.module + options_suffix({**self._name_options(), **weights, **device})
 
     def identity(self, folder: TaskFolder) -> dict[str, Any]:
         """What must match for cached embeddings to be reused (the sample rate follows from these)."""
         return {"module": self.module, "options": self.options, "precision": self.precision,
-                "weights_sha256": self.weights_sha256, "task_folder": folder.name,
-                "task_files_sha256": task_files_sha256(folder)}
+                "weights_sha256": self.weights_sha256, "device_class": self.device_class, "source": self.source,
+                "task_folder": folder.name, "task_files_sha256": task_files_sha256(folder)}
 
     def load(self) -> tuple[ModuleType, torch.nn.Module]:
         """The HEAR module and its model, in eval mode on ``device``."""
@@ -165,8 +197,19 @@ def plan_batches(lengths: dict[str, dict[str, int]], splits: list[str], rate: in
     return batches
 
 
-def _clip_done(split_dir: Path, name: str) -> bool:
-    return (split_dir / f"{name}.embedding.npy").is_file()  # written last
+def _valid_npy(path: Path) -> bool:
+    """A complete ``.npy`` file: its header parses and the file holds exactly the bytes the header promises (a
+    zero-length file left by a crash, or a torn one, is not)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in NPY_HEADER_READERS:
+                return False
+            shape, _, dtype = NPY_HEADER_READERS[version](handle)
+            expected = handle.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return path.stat().st_size == expected
+    except (OSError, ValueError):
+        return False
 
 
 def _embed_batch(module: ModuleType, model: torch.nn.Module, audio: torch.Tensor,
@@ -190,22 +233,21 @@ def _write_clip(split_dir: Path, name: str, embedding: np.ndarray, timestamps: n
 
 
 def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> None:
-    """Create or resume ``out_dir``: the identity must match; stray temporary files of a killed run are removed."""
+    """Create or resume ``out_dir`` (its identity already checked): a resumed folder must have been begun on this
+    device; temporary files of a killed writer are removed (a live writer's never are)."""
     config_path = out_dir / CONFIG_FILENAME
     if config_path.is_file():
-        begun_on = _check_identity(out_dir, config).get("device")
-        if not _same_device(begun_on, config["device"]):
+        begun_on = json.loads(config_path.read_text(encoding="utf-8")).get("device")
+        if begun_on is not None and not _same_device(begun_on, config["device"]):
             raise EmbeddingCacheError(
                 f"{out_dir} is unfinished and was begun on {begun_on}; finishing it on {config['device']} would mix "
                 f"two devices' embeddings (their low-order bits differ): resume with --device {begun_on}, or remove "
                 "it to start again"
             )
-        for stray in out_dir.rglob("*.tmp"):
-            stray.unlink()
+        remove_stale_temp_files(out_dir)
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise _not_ours(out_dir)
-    else:
-        write_json_atomic(config_path, config)
+    write_json_atomic(config_path, config)
     for filename in task_files(folder):
         with atomic_write(out_dir / filename) as handle:
             handle.write((folder.path / filename).read_bytes())
@@ -226,11 +268,16 @@ def _not_ours(out_dir: Path) -> EmbeddingCacheError:
     )
 
 
-def _check_identity(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    """The stored embedding config of ``out_dir``, after checking that it has ``identity``."""
+def read_embedding_config(out_dir: Path) -> dict[str, Any]:
+    """The stored ``embedding-config.json`` of ``out_dir``."""
     if not (out_dir / CONFIG_FILENAME).is_file():
         raise _not_ours(out_dir)
-    stored = json.loads((out_dir / CONFIG_FILENAME).read_text(encoding="utf-8"))
+    return json.loads((out_dir / CONFIG_FILENAME).read_text(encoding="utf-8"))
+
+
+def _check_identity(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The stored embedding config of ``out_dir``, after checking that it is of this model and task."""
+    stored = read_embedding_config(out_dir)
     differ = [key for key in IDENTITY_KEYS if stored.get(key) != identity[key]]
     if differ:
         detail = "; ".join(f"{key}: cached {stored.get(key)!r}, now {identity[key]!r}" for key in differ)
@@ -239,6 +286,53 @@ def _check_identity(out_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
             "remove it or choose another --embeddings-dir"
         )
     return stored
+
+
+def _rebuild_if_made_otherwise(out_dir: Path, identity: dict[str, Any], note: Callable[[str], None]) -> None:
+    """When ``out_dir`` was embedded by other model code, load_model arguments, bundled weights or device class
+    (or by a version that did not record them), forget every clip so that all are embedded again."""
+    if not (out_dir / CONFIG_FILENAME).is_file():
+        return
+    stored = _check_identity(out_dir, identity)
+    differ = [key for key in REBUILD_KEYS if stored.get(key) != identity[key]]
+    if key_detail := _source_differences(stored, identity, differ):
+        note(f"{out_dir} was embedded {key_detail}: embedding every clip again")
+        (out_dir / DONE_MARKER).unlink(missing_ok=True)
+        write_manifest(out_dir, {})
+        write_json_atomic(out_dir / CONFIG_FILENAME, {**stored, **identity, "device": None})  # no clip: any device
+
+
+def _source_differences(stored: dict[str, Any], identity: dict[str, Any], keys: list[str]) -> str:
+    """How the stored source/device class differ from now, in words ('' when they do not)."""
+    parts = []
+    for key in keys:
+        before, now = stored.get(key), identity[key]
+        if key == "source" and isinstance(before, dict) and isinstance(now, dict):
+            changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+            parts.append(f"with other model {', '.join(changed)}")
+        elif before is None:
+            parts.append(f"by a version that recorded no {key}")
+        else:
+            parts.append(f"with {key} {before!r} (now {now!r})")
+    return "; ".join(parts)
+
+
+def _clip_names(folder: TaskFolder) -> list[str]:
+    return [f"{split}/{name}" for split in folder.splits for name in sorted(folder.labels[split])]
+
+
+def _clips_to_embed(out_dir: Path, folder: TaskFolder, audio_dir: Path) -> Recheck:
+    """Check every clip's audio against its record (size and mtime, bytes only when those moved) and its
+    embedding file; touched-but-equal files get fresh records. ``changed`` also holds clips whose embedding file
+    is missing, empty or unreadable."""
+    records = read_manifest(out_dir)
+    outcome = recheck(records, audio_dir, _clip_names(folder))
+    for clip in set(_clip_names(folder)) - outcome.changed - outcome.new:
+        if not _valid_npy(out_dir / f"{clip}.embedding.npy"):
+            outcome.changed.add(clip)
+    if outcome.touched:
+        write_manifest(out_dir, {**records, **outcome.touched})
+    return outcome
 
 
 def _progress(enabled: bool) -> Progress:
@@ -251,46 +345,84 @@ def embed_task(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.P
                on_start: Callable[[str], None] | None = None) -> Path:
     """Embed every split of ``folder`` into the kit layout (or reuse a complete, matching cache); the folder path.
 
-    The model is loaded only when the cache is not complete. ``on_start`` receives a one-line note before
-    work begins (resampling, embedding), or saying that the cache is used.
+    The model is loaded only when some clip must be embedded: all of them, or, in a finished folder, exactly
+    those whose audio changed since. ``on_start`` receives one-line notes: waiting for another writer, the cache
+    used (or how many clips are embedded again, and why), work beginning (resampling, embedding).
     """
+    note = on_start or (lambda _: None)
     out_dir = task_embeddings_dir(embeddings_dir, setup, folder)
     identity = setup.identity(folder)
-    if is_complete(out_dir):
-        _check_identity(out_dir, identity)
-        if on_start:
-            on_start(f"using the cached embeddings of {folder.name} in {out_dir}")
-        return out_dir
+    with folder_lock(out_dir, note):
+        _rebuild_if_made_otherwise(out_dir, identity, note)
+        if is_complete(out_dir):
+            stored = _check_identity(out_dir, identity)
+            audio_dir = folder.audio_dir(int(stored["sample_rate"]), progress=progress)
+            outcome = _clips_to_embed(out_dir, folder, audio_dir)
+            if not outcome.changed and not outcome.new:
+                touched = f" ({len(outcome.touched)} touched file(s) hashed again: unchanged)" * bool(outcome.touched)
+                note(f"using the cached embeddings of {folder.name} in {out_dir}{touched}")
+                return out_dir
+            note(f"{len(outcome.changed | outcome.new)} of {len(_clip_names(folder))} clip(s) of {folder.name} "
+                 f"changed since they were embedded (audio bytes, or an empty or unreadable embedding file): "
+                 "embedding exactly those again")
+            (out_dir / DONE_MARKER).unlink()
+        _embed_missing(setup, folder, out_dir, identity, batch_seconds, progress, note)
+    return out_dir
+
+
+def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identity: dict[str, Any],
+                   batch_seconds: float, progress: bool, note: Callable[[str], None]) -> None:
+    """Embed every clip not embedded from its present audio, then write the per-split files and the marker."""
     module, model = setup.load()
     rate = int(model.sample_rate)
     config = {**identity, "model": setup.name, "weights": str(setup.weights) if setup.weights else None,
               "sample_rate": rate, "device": setup.device}
     started = time.perf_counter()
-    if on_start:
-        on_start(f"embedding {folder.name} with {setup.model_id} at {rate} Hz into {out_dir}")
+    note(f"embedding {folder.name} with {setup.model_id} at {rate} Hz into {out_dir}")
     audio_dir = folder.audio_dir(rate, progress=progress)
     lengths = folder.check_audio(rate)
     _prepare_dir(out_dir, folder, config)
+    outcome = _clips_to_embed(out_dir, folder, audio_dir)
+    todo = outcome.changed | outcome.new
     event = folder.embedding_type == "event"
     batches = plan_batches(lengths, folder.splits, rate, batch_seconds)
     total = sum(len(names) for _, names in batches)
     with _progress(progress) as bar:
         task_bar = bar.add_task(f"embed {folder.name}", total=total)
         for split, names in batches:
-            split_dir = out_dir / split
-            todo = [name for name in names if not _clip_done(split_dir, name)]
-            if todo:
-                clips = np.stack([read_audio(audio_dir / split / name)[0] for name in names])
-                embeddings, timestamps = _embed_batch(module, model, torch.from_numpy(clips).to(setup.device), event)
-                for index, name in enumerate(names):
-                    if name in todo:
-                        _write_clip(split_dir, name, embeddings[index],
-                                    None if timestamps is None else timestamps[index], folder.labels[split][name])
+            if todo.isdisjoint(f"{split}/{name}" for name in names):
+                bar.advance(task_bar, len(names))
+                continue
+            clips, records = [], {}
+            for name in names:
+                path = audio_dir / split / name
+                stat = path.stat()
+                data = path.read_bytes()
+                clips.append(decode_audio(data, path)[0])
+                if f"{split}/{name}" in todo:
+                    records[f"{split}/{name}"] = ClipRecord.of(stat, data)
+            embeddings, timestamps = _embed_batch(module, model, torch.from_numpy(np.stack(clips)).to(setup.device),
+                                                  event)
+            for index, name in enumerate(names):
+                if f"{split}/{name}" in records:
+                    _write_clip(out_dir / split, name, embeddings[index],
+                                None if timestamps is None else timestamps[index], folder.labels[split][name])
+            append_records(out_dir, records)
             bar.advance(task_bar, len(names))
     _finalise(out_dir, folder, event)
+    clips = set(_clip_names(folder))
+    write_manifest(out_dir, {clip: record for clip, record in read_manifest(out_dir).items() if clip in clips})
     write_json_atomic(out_dir / PROFILE_FILENAME, _profile(setup, time.perf_counter() - started))
-    (out_dir / DONE_MARKER).touch()
-    return out_dir
+    write_bytes_atomic(out_dir / DONE_MARKER, b"")
+
+
+def cache_provenance(out_dir: Path) -> dict[str, Any]:
+    """What a results file records of the embeddings it was probed on: the folder, its identity and the hash of
+    its audio manifest (:func:`evaluation.audio_manifest.manifest_sha256`)."""
+    stored = read_embedding_config(out_dir)
+    keys = (*IDENTITY_KEYS, *REBUILD_KEYS, "sample_rate", "device")
+    return {"path": str(out_dir), "identity": {key: stored.get(key) for key in keys},
+            "audio_manifest_sha256": manifest_sha256(read_manifest(out_dir))}
 
 
 def _profile(setup: ModelSetup, seconds: float) -> dict[str, Any]:

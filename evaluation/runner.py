@@ -24,6 +24,7 @@ import torch
 
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
 from evaluation.environment import cpu_model
+from evaluation.model_source import registered_model_source
 from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
 from evaluation.results import (
     DEFAULT_EMBEDDINGS_DIR,
@@ -58,7 +59,8 @@ def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, opti
     check_model_options(spec.name, spec.module, options)
     path = weights_for_options(spec, weights, options)
     return ModelSetup(name=spec.name, module=spec.module, options=options, weights=path,
-                      weights_sha256=sha256_file(path) if path else None, precision=precision, device=device)
+                      weights_sha256=sha256_file(path) if path else None, precision=precision, device=device,
+                      source=registered_model_source(spec.module, options, weights_given=path is not None))
 
 
 def load_task_folder(task: str, tasks_dir: str | os.PathLike[str]) -> TaskFolder:

