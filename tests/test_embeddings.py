@@ -259,34 +259,143 @@ import sys
 from evaluation.embeddings import embed_task
 from evaluation.runner import resolve_model
 from evaluation.taskfolder import TaskFolder
-embed_task(resolve_model("mel"), TaskFolder.load(sys.argv[1]), sys.argv[2], batch_seconds=4.0, progress=False)
+note = lambda line: print(line, file=sys.stderr, flush=True)
+embed_task(resolve_model("mel"), TaskFolder.load(sys.argv[1]), sys.argv[2], batch_seconds=4.0, progress=False,
+           on_start=note)
 """
 
 
-def test_resume_after_sigkill_gives_identical_bytes(esc10_task: Path, mel_setup: ModelSetup, tmp_path: Path):
+def test_two_processes_on_one_folder_one_killed_by_sigkill(esc10_task: Path, mel_setup: ModelSetup, tmp_path: Path):
+    """A writes, B waits on the folder's lock; A is killed mid-way; B resumes where A stopped (A's clips are not
+    redone, A's temporary files are removed) and the folder is byte-identical to one written in one go."""
     reference = embed_task(mel_setup, TaskFolder.load(esc10_task), tmp_path / "reference", batch_seconds=4.0,
                            progress=False)
-    process = subprocess.Popen([sys.executable, "-c", EMBED_SCRIPT, str(esc10_task), str(tmp_path / "killed")],
-                               cwd=REPO)
-    out = tmp_path / "killed" / reference.parent.name / reference.name
+    command = [sys.executable, "-c", EMBED_SCRIPT, str(esc10_task), str(tmp_path / "shared")]
+    first = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "shared" / reference.parent.name / reference.name
     deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
+    while time.time() < deadline and first.poll() is None:
         if out.is_dir() and len(list(out.glob("fold0*/*.embedding.npy"))) >= 60:
             break
         time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    second = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    waiting = second.stderr.readline()  # B says it waits before A is killed
+    assert waiting.startswith("waiting for another hear-atst process that is writing") and str(out) in waiting
+    assert second.poll() is None
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
     kept = {path: path.stat().st_mtime_ns for path in out.glob("fold0*/*.embedding.npy")}
     assert 60 <= len(kept) < 400 and not (out / ".done.embeddings").exists()
+    orphan = out / "fold00" / f".x.embedding.npy.{first.pid}.abc123.tmp"  # what a kill mid-write leaves
+    orphan.write_bytes(b"partial")
 
-    resumed = embed_task(mel_setup, TaskFolder.load(esc10_task), tmp_path / "killed", batch_seconds=4.0,
-                         progress=False)
-    assert resumed == out
-    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # resumed: the clips done before were not redone
+    assert second.wait(timeout=600) == 0, second.stderr.read()
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # resumed: A's clips were not redone
     files = listing(reference) - {"profile.embeddings.json"}
-    assert listing(resumed) - {"profile.embeddings.json"} == files  # no temporary files left behind
+    assert listing(out) - {"profile.embeddings.json"} == files  # no temporary files left behind
     for name in sorted(files):
-        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_stale_temp_files_are_removed_and_a_live_writers_kept(tmp_path: Path):
+    from hear_atst.atomic import remove_stale_temp_files
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    try:
+        live = tmp_path / "a" / f".clip.embedding.npy.{sleeper.pid}.k2j4.tmp"
+        dead = tmp_path / "a" / f".clip.embedding.npy.{ended.pid}.k2j4.tmp"
+        other = tmp_path / "a" / "someone-elses.tmp"  # not an atomic_write temporary file: never touched
+        for path in (live, dead, other):
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"x")
+        assert remove_stale_temp_files(tmp_path) == 1
+        assert live.exists() and other.exists() and not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.glob("*/*.embedding.npy")}
+
+
+def test_changing_one_wav_embeds_exactly_that_clip_again(spoken_digit_task: Path, mel_setup: ModelSetup,
+                                                         tmp_path: Path):
+    """The cache holds each clip's audio hash: a replaced recording is embedded again (alone), a touched but equal
+    file is only hashed again, an emptied embedding file is redone; the score files follow the new audio."""
+    task = Path(shutil.copytree(spoken_digit_task, tmp_path / "tasks" / spoken_digit_task.name))
+    notes: list[str] = []
+    out = embed_task(mel_setup, TaskFolder.load(task), tmp_path / "emb", progress=False)
+    before = _mtimes(out)
+    names = sorted(json.loads((task / "fold00.json").read_text()))
+    changed, touched = task / "16000" / "fold00" / names[0], task / "16000" / "fold00" / names[1]
+    audio, rate = sf.read(changed, dtype="int16")
+    sf.write(changed, (audio // 2).astype(np.int16), rate, subtype="PCM_16")  # another recording, same length
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same bytes
+    assert embed_task(mel_setup, TaskFolder.load(task), tmp_path / "emb", progress=False, on_start=notes.append)
+    assert notes[0] == (f"1 of 100 clip(s) of {task.name} changed since they were embedded (audio bytes, or an "
+                        "empty or unreadable embedding file): embedding exactly those again")
+    after = _mtimes(out)
+    assert {name for name in before if before[name] != after[name]} == {f"fold00/{names[0]}.embedding.npy"}
+    fresh = mel.get_scene_embeddings(torch.from_numpy(sf.read(changed, dtype="float32")[0])[None],
+                                     mel.load_model())[0].numpy()
+    np.testing.assert_allclose(np.load(out / "fold00" / f"{names[0]}.embedding.npy"), fresh, atol=1e-5, rtol=0)
+    manifest = {json.loads(line)["clip"]: json.loads(line) for line in (out / "audio-manifest.jsonl").open()}
+    assert manifest[f"fold00/{names[0]}"]["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
+    assert manifest[f"fold00/{names[1]}"]["mtime_ns"] == touched.stat().st_mtime_ns  # the touch was recorded
+    row = load_task_embeddings(out).splits["fold00"]
+    np.testing.assert_allclose(row.embeddings[row.filenames.index(names[0])], fresh, atol=1e-5, rtol=0)
+
+    notes.clear()  # nothing changed: used as is, nothing hashed
+    assert embed_task(mel_setup, TaskFolder.load(task), tmp_path / "emb", progress=False, on_start=notes.append)
+    assert notes == [f"using the cached embeddings of {task.name} in {out}"] and _mtimes(out) == after
+
+    (out / "fold01" / f"{sorted(json.loads((task / 'fold01.json').read_text()))[0]}.embedding.npy").write_bytes(b"")
+    notes.clear()  # a zero-length embedding file (a crash before fsync existed) is never trusted
+    embed_task(mel_setup, TaskFolder.load(task), tmp_path / "emb", progress=False, on_start=notes.append)
+    assert notes[0].startswith("1 of 100 clip(s)") and load_task_embeddings(out)
+
+
+def test_emptied_or_truncated_audio_after_caching_is_an_error_not_the_old_score(
+        spoken_digit_task: Path, mel_setup: ModelSetup, tmp_path: Path):
+    from evaluation.taskfolder import TaskFolderError
+
+    task = Path(shutil.copytree(spoken_digit_task, tmp_path / "tasks" / spoken_digit_task.name))
+    embed_task(mel_setup, TaskFolder.load(task), tmp_path / "emb", progress=False)
+    wavs = sorted((task / "16000").glob("*/*.wav"))
+    wavs[3].write_bytes(wavs[3].read_bytes()[:100])  # the header promises more than is left
+    for wav in wavs[10:]:
+        wav.write_bytes(b"")
+    with pytest.raises(TaskFolderError) as caught:
+        embed_task(mel_setup, TaskFolder.load(task), tmp_path / "emb", progress=False)
+    assert f"{wavs[3]}: truncated WAV: the header promises" in str(caught.value)
+    assert f"{wavs[10]}: cannot decode audio" in str(caught.value)
+    assert len(caught.value.problems) == len(wavs) - 9
+
+
+def test_embeddings_of_other_model_code_are_made_again(digit_embeddings: Path, spoken_digit_task: Path,
+                                                       mel_setup: ModelSetup, tmp_path: Path):
+    """A cache whose recorded code hash (or load_model defaults) differs from the installed code is embedded again,
+    saying what differs; a cache from a version that recorded no source is too."""
+    root = tmp_path / "emb"
+    copy = Path(shutil.copytree(digit_embeddings, root / digit_embeddings.parent.name / digit_embeddings.name))
+    config = json.loads((copy / CONFIG_FILENAME).read_text())
+    assert config["source"] == mel_setup.source and config["source"]["code_sha256"] == hashlib.sha256(b"".join(
+        name.encode() + b"\0" + (REPO / (name.replace(".", "/") + ".py")).read_bytes() + b"\0"
+        for name in ("hear_atst.frontends.atst_mel", "hear_atst.hear_api", "hear_atst.mel", "hear_atst.registry")
+    )).hexdigest()
+    for stale, why in (({**config["source"], "code_sha256": "0" * 64}, "with other model code_sha256"),
+                       (None, "by a version that recorded no source")):
+        (copy / CONFIG_FILENAME).write_text(json.dumps({**config, "source": stale}))
+        before, notes = _mtimes(copy), []
+        embed_task(mel_setup, TaskFolder.load(spoken_digit_task), root, progress=False, on_start=notes.append)
+        assert notes[0] == f"{copy} was embedded {why}: embedding every clip again"
+        assert all(_mtimes(copy)[name] != stamp for name, stamp in before.items())
+        assert json.loads((copy / CONFIG_FILENAME).read_text())["source"] == mel_setup.source
+        for name in listing(digit_embeddings) - {"profile.embeddings.json"}:
+            assert (copy / name).read_bytes() == (digit_embeddings / name).read_bytes(), name
 
 
 def test_cache_key_holds_weights_hash_options_and_precision(fixtures_dir: Path):

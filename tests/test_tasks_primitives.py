@@ -153,3 +153,36 @@ def test_read_audio_names_bad_files(tmp_path: Path) -> None:
         read_audio(empty)
     with pytest.raises(FileNotFoundError, match=r"missing\.wav"):
         read_audio(tmp_path / "missing.wav")
+
+
+def _wav(frames: int, channels: int = 1, bits: int = 16, rate: int = 16000, block_align: int | None = None,
+         byte_rate: int | None = None, data_size: int | None = None) -> bytes:
+    """A RIFF/WAVE PCM file built by hand from the format's definition (zeros as samples)."""
+    import struct
+
+    align = channels * bits // 8 if block_align is None else block_align
+    data = bytes(frames * channels * bits // 8)
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * align if byte_rate is None else byte_rate, align, bits)
+    size = len(data) if data_size is None else data_size
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", size) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("data, problem", [
+    (_wav(32000)[:44 + 3200], "truncated WAV: the header promises 32000 frames (64000 bytes), the file holds 1600 "
+                              "(3200 bytes)"),
+    (_wav(100, block_align=4), "WAV header lies about the format: PCM, 1 channel(s) of 16 bits need 2-byte frames "
+                               "and 32000 bytes/s, the header says 4-byte frames and 64000 bytes/s"),
+    (_wav(100, byte_rate=8000), "WAV header lies about the format: PCM, 1 channel(s) of 16 bits need 2-byte frames "
+                                "and 32000 bytes/s, the header says 2-byte frames and 8000 bytes/s"),
+    (_wav(100, data_size=199), "WAV header: a data chunk of 199 bytes is no whole number of 2-byte frames"),
+])
+def test_a_wav_whose_header_lies_is_refused_naming_the_file(data: bytes, problem: str, tmp_path: Path) -> None:
+    """libsndfile decodes such files silently (a truncated 2 s file as 0.1 s of audio); read_audio refuses them."""
+    path = tmp_path / "clip.wav"
+    path.write_bytes(data)
+    with pytest.raises(AudioError) as caught:
+        read_audio(path)
+    assert str(caught.value) == f"{path}: {problem}"
+    path.write_bytes(_wav(100))  # the honest file decodes
+    assert read_audio(path)[0].shape == (100,)
