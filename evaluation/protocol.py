@@ -74,9 +74,9 @@ class ProbeConfig:
 
     @property
     def run_name(self) -> str:
-        """The results sub-folder of this probe: the protocol plus every setting that changes its numbers and
-        differs from the default (e.g. ``hear``, ``linear``, ``hear-grid=fast-precision=bf16``), so runs of two
-        protocols or settings never overwrite each other. Seeds are not part of it: a rerun replaces a run."""
+        """The probe's settings name, the leaderboard's protocol label: the protocol plus every setting that changes
+        its scores and differs from the default (e.g. ``hear``, ``linear``, ``hear-grid=fast-precision=bf16``).
+        Runs of one settings name with other seeds are ranked together (:attr:`folder_name` keeps them apart)."""
         default = ProbeConfig()
         parts = [self.protocol]
         if self.protocol == "hear":
@@ -90,6 +90,20 @@ class ProbeConfig:
         parts += [f"precision={self.precision}"] * (self.precision != default.precision)
         parts += [f"max-epochs={self.max_epochs}"] * (self.max_epochs is not None)
         return "-".join(parts)
+
+    @property
+    def folder_name(self) -> str:
+        """The run's identity, its results sub-folder: :attr:`run_name` plus the seeds unless they are ``[0]``
+        (``seeds=0-4`` for a range, else ``seeds=3_1_7``) and ``no-psds`` when PSDS is off, so a run never
+        overwrites a run of other settings; rerun with the same settings, it replaces itself."""
+        seeds = list(self.seeds)
+        if seeds == [0]:
+            parts = [self.run_name]
+        elif len(seeds) > 1 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+            parts = [self.run_name, f"seeds={seeds[0]}-{seeds[-1]}"]
+        else:
+            parts = [self.run_name, "seeds=" + "_".join(str(seed) for seed in seeds)]
+        return "-".join(parts + ["no-psds"] * (not self.psds))
 
 
 @dataclass

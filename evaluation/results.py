@@ -1,6 +1,6 @@
 """The results file of one (model, task) evaluation, the events file of event tasks, and atomic JSON I/O.
 
-Layout: ``<results_dir>/<model_id>/<task_folder>/<probe>/results.json`` (this schema) next to the HEAR kit's
+Layout: ``<results_dir>/<model_id>/<task_folder>/<run_id>/results.json`` (this schema) next to the HEAR kit's
 ``test.predicted-scores.json``. ``model_id`` is the model name plus its options plus, when a weights file is used,
 the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4d`` (``mel``: no weights, no hash).
 
@@ -27,6 +27,12 @@ the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4
                           "epochs_run": int}, ...],                                      # every point, fold 0
                 "folds": {"fold00": {"scores": {"<metric>": float}, "validation_score": float,
                                       "epoch": int, "epochs_run": int, "postprocessing": {...}|null}}}],
+      "run_id": "hear"|"hear-seeds=0-4"|"hear-no-psds"|...,   # ProbeConfig.folder_name: run + seeds + PSDS off
+      "provenance": {"package_version": "0.1.0",
+                     "source_revision": {"git_sha": str, "dirty": bool}|null,   # null outside a git checkout
+                     "embeddings": {"path": str,
+                                    "identity": {...},   # embedding-config.json's identity (evaluation.embeddings)
+                                    "audio_manifest_sha256": str}},   # the audio each clip was embedded from
       "timing_s": {"embed": float, "probe": float, "total": float},
       "environment": {"hear_atst", "python", "torch", "numpy", "scikit-learn", "sed_eval", "cpu", "device",
                       "precision"}

@@ -1,10 +1,15 @@
 """``run_eval``: model + task -> embeddings (cached) -> probes -> ``results.json`` and the kit's scores file.
 
-Output: ``<results_dir>/<model_id>/<task_folder>/<probe>/results.json`` (``<probe>``:
-:attr:`ProbeConfig.run_name`, e.g. ``hear`` or ``linear``) (schema in :mod:`evaluation.results`) and
+Output: ``<results_dir>/<model_id>/<task_folder>/<run>/results.json`` (``<run>``: the run's identity
+:attr:`ProbeConfig.folder_name`, e.g. ``hear``, ``hear-seeds=0-4`` or ``linear-no-psds``) (schema in
+:mod:`evaluation.results`) and
 ``test.predicted-scores.json`` (the HEAR kit's file for the first seed, with ``embedding_path``), so numbers
 compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise);
 event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`).
+
+The output folders are checked writable before any work. A run's files are written as one unit: into a staged
+folder that replaces the run folder in one step (:func:`hear_atst.atomic.staged_dir`) under the run folder's lock,
+so a reader sees the old run's files or the new run's, never a mix, and a failed write leaves the old run whole.
 """
 
 from __future__ import annotations
@@ -22,10 +27,17 @@ from typing import Any
 
 import torch
 
-from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
+from evaluation.embeddings import (
+    DEFAULT_BATCH_SECONDS,
+    ModelSetup,
+    cache_provenance,
+    embed_task,
+    load_task_embeddings,
+)
 from evaluation.environment import cpu_model
 from evaluation.model_source import registered_model_source
 from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
+from evaluation.provenance import code_provenance
 from evaluation.results import (
     DEFAULT_EMBEDDINGS_DIR,
     DEFAULT_RESULTS_DIR,
@@ -37,7 +49,9 @@ from evaluation.results import (
     write_json_atomic,
 )
 from evaluation.taskfolder import TaskFolder
+from hear_atst.atomic import check_writable, remove_stale_temp_files, staged_dir
 from hear_atst.checkpoints import sha256_file
+from hear_atst.locks import folder_lock
 from hear_atst.registry import check_model_options, get_model_spec
 from hear_atst.weights import weights_for_options
 from tasks.registry import resolve_task_folder
@@ -93,8 +107,8 @@ def embed(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLi
 
 def run_folder(results_dir: str | os.PathLike[str], setup: ModelSetup, folder: TaskFolder, probe: ProbeConfig
                ) -> Path:
-    """Where a run writes its files: ``<results_dir>/<model_id>/<task_folder>/<probe run name>``."""
-    return Path(results_dir) / setup.model_id / folder.name / probe.run_name
+    """Where a run writes its files: ``<results_dir>/<model_id>/<task_folder>/<run identity>``."""
+    return Path(results_dir) / setup.model_id / folder.name / probe.folder_name
 
 
 def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
@@ -104,6 +118,9 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     event tasks, ``test.events.json``."""
     probe = probe or ProbeConfig()
     check_probe_settings(probe, folder.metadata)  # before embedding, which may take hours
+    out_dir = run_folder(results_dir, setup, folder, probe)
+    for directory in (out_dir.parent, Path(embeddings_dir)):  # a read-only folder fails now, not after the probes
+        check_writable(directory)
     started = time.perf_counter()
     embeddings_path = embed(setup, folder, embeddings_dir, progress=progress, log=log)
     embedded = time.perf_counter()
@@ -112,22 +129,24 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
     result = evaluate(task_embeddings, probe, log)
     finished = time.perf_counter()
-    out_dir = run_folder(results_dir, setup, folder, probe)
-    results = results_document(setup, folder, result, probe, timing={
+    results = results_document(setup, folder, result, probe, embeddings_path, timing={
         "embed": embedded - started, "probe": finished - embedded, "total": finished - started})
-    results_path, scores_path = out_dir / RESULTS_FILENAME, out_dir / PREDICTED_SCORES_FILENAME
-    write_json_atomic(scores_path, {**result.to_predicted_scores(0), "embedding_path": str(embeddings_path)})
-    events_path = None
-    if result.events is not None:
-        events_path = out_dir / EVENTS_FILENAME
-        write_json_atomic(events_path, result.events.to_json())
-    write_json_atomic(results_path, results)
-    return EvalOutcome(results=read_results(results_path), results_path=results_path,
-                       predicted_scores_path=scores_path, events_path=events_path)
+    has_events = result.events is not None
+    with folder_lock(out_dir, log):
+        remove_stale_temp_files(out_dir.parent, recursive=False)
+        with staged_dir(out_dir) as staged:
+            write_json_atomic(staged / PREDICTED_SCORES_FILENAME,
+                              {**result.to_predicted_scores(0), "embedding_path": str(embeddings_path)})
+            if result.events is not None:
+                write_json_atomic(staged / EVENTS_FILENAME, result.events.to_json())
+            write_json_atomic(staged / RESULTS_FILENAME, results)
+    return EvalOutcome(results=read_results(out_dir / RESULTS_FILENAME), results_path=out_dir / RESULTS_FILENAME,
+                       predicted_scores_path=out_dir / PREDICTED_SCORES_FILENAME,
+                       events_path=out_dir / EVENTS_FILENAME if has_events else None)
 
 
 def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, probe: ProbeConfig,
-                     timing: dict[str, float]) -> dict[str, Any]:
+                     embeddings_path: Path, timing: dict[str, float]) -> dict[str, Any]:
     """``results.json`` for one (model, task) run (schema ``hear-atst-results/1``)."""
     metadata = folder.metadata
     return {
@@ -140,6 +159,8 @@ def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, 
                  "evaluation": list(metadata["evaluation"]),
                  "clips": sum(len(files) for files in folder.labels.values())},
         **result.to_json(),
+        "run_id": probe.folder_name,
+        "provenance": {**code_provenance(), "embeddings": cache_provenance(embeddings_path)},
         "timing_s": timing,
         "environment": {**{key: importlib.metadata.version(dist) for key, dist in VERSIONED_PACKAGES.items()},
                         "python": platform.python_version(), "cpu": cpu_model(), "device": probe.device,

@@ -28,7 +28,7 @@ def folder_lock(folder: str | os.PathLike[str], note: Callable[[str], None] | No
         folder.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise OSError(error.errno, f"cannot create the lock file {path}: {error.strerror}", str(path)) from None
+        raise OSError(f"{path}: cannot create this lock file ({error.strerror})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

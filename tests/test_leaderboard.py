@@ -359,7 +359,10 @@ def test_leaderboard_command(results_dir: Path, tmp_path: Path) -> None:
     args = ["leaderboard", "--results-dir", str(results_dir), "--published", str(PUBLISHED), "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--html"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("4 runs -> ")
+    assert result.stdout.startswith("4 runs -> ")
+    # two 1-seed runs of one key: the latest is kept, and the command says so
+    assert result.stderr.startswith("kept mel esc50 hear: ")
+    assert "(1 seeds, the most, then the latest; 1 other run(s) left out)" in result.stderr
     assert {p.name for p in out.iterdir()} == {"leaderboard.csv", "leaderboard.md", "leaderboard.html"}
     every = CliRunner().invoke(app, [*args, "--all-runs"])
     assert every.output.startswith("5 runs -> "), every.output

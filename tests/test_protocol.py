@@ -243,7 +243,12 @@ def test_probe_run_names_separate_protocols_and_settings() -> None:
     """Runs that would give different numbers get different results sub-folders; defaults stay short."""
     assert ProbeConfig().run_name == "hear"
     assert ProbeConfig(protocol="linear").run_name == "linear"
-    assert ProbeConfig(seeds=[0, 1, 2]).run_name == "hear"  # seeds: a rerun replaces the run
+    assert ProbeConfig(seeds=[0, 1, 2]).run_name == "hear"  # the leaderboard ranks runs of other seeds together ...
+    assert ProbeConfig(seeds=[0, 1, 2]).folder_name == "hear-seeds=0-2"  # ... but they never share a folder
+    assert ProbeConfig(seeds=[3, 1]).folder_name == "hear-seeds=3_1" and ProbeConfig(seeds=[1]).folder_name == \
+        "hear-seeds=1"
+    assert ProbeConfig(psds=False, grid="fast").folder_name == "hear-grid=fast-no-psds"
+    assert ProbeConfig().folder_name == "hear"
     assert ProbeConfig(grid="fast", precision="bf16").run_name == "hear-grid=fast-precision=bf16"
     assert ProbeConfig(shuffle=False, max_epochs=40, grid_points=1).run_name == "hear-points=1-kit-order-max-epochs=40"
     assert ProbeConfig(shuffle=False, stop_on_non_finite=True).run_name == "hear-kit-order-stop-non-finite"

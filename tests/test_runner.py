@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +23,10 @@ from evaluation.protocol import ProbeConfig
 from evaluation.results import read_events, read_results
 from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
+from hear_atst.atomic import atomic_write
 from hear_atst.cli import app
 
+REPO = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^(\S+) (\S+) = (\d\.\d{4}|nan) ± (\d\.\d{4}|nan) \((\d+) folds × (\d+) seeds\)$")
 
 
@@ -97,9 +101,24 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
     for seed in (0, 1):  # probe progress, a line after the grid and after the other folds
         assert f"seed {seed}: 1 grid point(s) trained on fold00 in " in runs[1][2]
         assert f"seed {seed}: point 0 trained on the 4 other fold(s) in " in runs[1][2]
-    results = read_results(tmp_path / "results" / "mel" / spoken_digit_task.name / "linear" / "results.json")
+    run_dir = tmp_path / "results" / "mel" / spoken_digit_task.name / "linear-seeds=0-1"  # seeds: the run's identity
+    results = read_results(run_dir / "results.json")
     assert [run["seed"] for run in results["runs"]] == [0, 1] and results["score"]["n"] == 10
     assert 0.15 < results["score"]["mean"] < 0.9  # 10 spoken digits (chance 0.1), 80 training clips: 0.285 here
+    assert results["run_id"] == "linear-seeds=0-1" and results["protocol"]["run"] == "linear"
+    provenance = results["provenance"]
+    assert provenance["package_version"] == importlib.metadata.version("hear-atst")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert provenance["source_revision"]["git_sha"] == head.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout
+    assert provenance["source_revision"]["dirty"] is bool(dirty.strip())
+    embeddings = tmp_path / "embeddings" / "hear_atst.mel" / spoken_digit_task.name
+    assert provenance["embeddings"]["path"] == str(embeddings)
+    assert provenance["embeddings"]["identity"]["source"] == resolve_model("mel").source
+    wavs = sorted((spoken_digit_task / "16000").glob("*/*.wav"))
+    manifest = "".join(f"{w.parent.name}/{w.name} {hashlib.sha256(w.read_bytes()).hexdigest()}\n" for w in wavs)
+    assert provenance["embeddings"]["audio_manifest_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
 
 
 def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
@@ -181,6 +200,60 @@ def test_two_checkpoints_of_one_model_get_two_results_folders(spoken_digit_task:
     assert ids[0] != ids[1]
     runs = collect_runs(tmp_path / "res")
     assert sorted(runs["model"]) == sorted(ids) and set(runs["model_name"]) == {"atst_clip"}
+
+
+def test_runs_of_other_seeds_or_psds_never_overwrite_each_other(spoken_digit_task: Path, tmp_path: Path):
+    """Every setting that changes numbers names the run folder; the same settings rerun replace their own folder
+    as one unit (a failed write keeps the old run whole); the leaderboard picks the run with the most seeds."""
+    folder = TaskFolder.load(spoken_digit_task)
+
+    def run(seeds: list[int], psds: bool = True):
+        return run_eval(resolve_model("mel"), folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res",
+                        probe=ProbeConfig(protocol="linear", seeds=seeds, max_epochs=3, psds=psds), progress=False)
+
+    three, one, no_psds = run([0, 1, 2]), run([0]), run([0], psds=False)
+    assert [o.results_path.parent.name for o in (three, one, no_psds)] == [
+        "linear-max-epochs=3-seeds=0-2", "linear-max-epochs=3", "linear-max-epochs=3-no-psds"]
+    assert read_results(three.results_path)["protocol"]["seeds"] == [0, 1, 2]  # not replaced by the 1-seed run
+    notes: list[str] = []
+    runs = collect_runs(tmp_path / "res", notes=notes)
+    assert runs["path"].tolist() == [str(three.results_path)] and runs["seeds"].tolist() == [3]
+    assert notes == [f"mel spoken_digit-small linear-max-epochs=3: {three.results_path} (3 seeds, the most; 2 other "
+                     "run(s) left out)"]
+
+    before = {p.name: p.read_bytes() for p in one.results_path.parent.iterdir()}
+    import evaluation.runner as runner
+
+    def full_disk(path, data):
+        if Path(path).name != "results.json":
+            return write_json(path, data)
+        with atomic_write(path) as handle:  # what a full disk raises: no file name
+            handle.write(b"{")
+            raise OSError(28, "No space left on device")
+
+    write_json, runner.write_json_atomic = runner.write_json_atomic, full_disk
+    try:
+        with pytest.raises(OSError) as caught:
+            run([0])
+    finally:
+        runner.write_json_atomic = write_json
+    assert str(caught.value) == f"[Errno 28] No space left on device: '{one.results_path}'"  # names the file
+    assert {p.name: p.read_bytes() for p in one.results_path.parent.iterdir()} == before  # the old run, whole
+    assert not [p for p in one.results_path.parent.parent.iterdir() if p.name.endswith(".tmp")]  # no staging
+    again = run([0])
+    assert again.results_path == one.results_path and read_results(again.results_path)["date"] >= one.results["date"]
+
+
+def test_an_unwritable_results_folder_fails_before_any_work(spoken_digit_task: Path, tmp_path: Path):
+    """(A file where the results folder should be: unwritable even for root, who ignores read-only modes.)"""
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    code, _, stderr = invoke("eval", "--model", "mel", "--task", "spoken_digit", "--tasks-dir",
+                             str(spoken_digit_task.parent), "--embeddings-dir", str(tmp_path / "embeddings"),
+                             "--results-dir", str(tmp_path / "blocked" / "results"))
+    assert code == 2
+    assert stderr.startswith(f"error: {tmp_path / 'blocked' / 'results' / 'mel' / spoken_digit_task.name}: cannot "
+                             "write there (Not a directory)")
+    assert not (tmp_path / "embeddings").exists()  # nothing embedded
 
 
 def test_eval_cli_grid_option_reaches_the_protocol(spoken_digit_task: Path, tmp_path: Path):

@@ -3,7 +3,8 @@
 A run is one ``results.json`` (schema in :mod:`evaluation.results`). Its ``protocol`` here is the probe's run name
 (:attr:`evaluation.protocol.ProbeConfig.run_name`): ``hear`` or ``linear`` with default settings, else the settings
 that differ (``hear-grid=fast``, ``hear-max-epochs=40``, ``linear-lr=3e-05`` ...). Runs are keyed by (model id, task
-key, protocol); by default only the latest run (by its ``date``) of each key is kept.
+key, protocol); runs of one key differ in seeds or PSDS (their ``run_id``). By default one run of each key is kept:
+the one with the most seeds, then the latest (by its ``date``); :func:`collect_runs` says which when it chose.
 
 Protocols are never mixed silently: a published row is *comparable* with a run only when both its protocol and its
 metric equal the run's (``hear`` with ``hear``: a run with a reduced grid, an epoch cap or bf16 probes is never
@@ -37,6 +38,8 @@ RUN_COLUMNS = (
     "n",
     "date",
     "weights_sha256",
+    "seeds",
+    "run_id",
     "path",
 )
 
@@ -98,17 +101,21 @@ def run_row(data: dict[str, Any], path: Path) -> dict[str, Any]:
             "n": score.get("n"),
             "date": data["date"],
             "weights_sha256": model.get("weights_sha256"),
+            "seeds": len(data["protocol"].get("seeds", [])),
+            "run_id": str(data.get("run_id", path.parent.name)),
             "path": str(path),
         }
     except (KeyError, TypeError, IndexError) as error:
         raise ValueError(f"{path}: results file lacks a required field ({error!r})") from None
 
 
-def collect_runs(results_dir: str | Path, *, latest_only: bool = True) -> pd.DataFrame:
+def collect_runs(results_dir: str | Path, *, latest_only: bool = True, notes: list[str] | None = None
+                 ) -> pd.DataFrame:
     """Every ``**/results.json`` under ``results_dir`` as one row each (:data:`RUN_COLUMNS`).
 
-    With ``latest_only`` only the newest run of each (model, task, protocol) is kept. Rows are sorted by task, then
-    protocol, then score (best first).
+    With ``latest_only`` one run of each (model, task, protocol) is kept: the one with the most seeds, then the
+    latest; ``notes`` (when given) receives a line for every key where other runs were left out, naming the run kept.
+    Rows are sorted by task, then protocol, then score (best first).
     """
     results_dir = Path(results_dir)
     paths = sorted(results_dir.rglob(RESULTS_FILENAME))
@@ -116,10 +123,27 @@ def collect_runs(results_dir: str | Path, *, latest_only: bool = True) -> pd.Dat
         raise FileNotFoundError(f"{results_dir}: no {RESULTS_FILENAME} found (run `hear-atst eval` first)")
     runs = pd.DataFrame([run_row(read_results(path), path) for path in paths], columns=list(RUN_COLUMNS))
     runs["date"] = pd.to_datetime(runs["date"], utc=True, format="ISO8601")  # with or without fractions, offsets
-    runs = runs.sort_values("date", kind="stable")
+    runs = runs.sort_values(["seeds", "date"], kind="stable")
     if latest_only:
-        runs = runs.groupby(["model", "task", "protocol"], sort=False).tail(1)
+        keys = ["model", "task", "protocol"]
+        chosen = runs.groupby(keys, sort=False).tail(1)
+        if notes is not None:
+            notes.extend(_choice_notes(runs, chosen, keys))
+        runs = chosen
     return sort_by_score(runs).reset_index(drop=True)
+
+
+def _choice_notes(runs: pd.DataFrame, chosen: pd.DataFrame, keys: list[str]) -> list[str]:
+    """A line per key with several runs: the run kept, and why."""
+    notes = []
+    for _, row in chosen.iterrows():
+        same_key = runs[(runs[keys] == row[keys]).all(axis=1)]
+        if len(same_key) > 1:
+            tied = int((same_key["seeds"] == row["seeds"]).sum())
+            why = "the most" if tied == 1 else "the most, then the latest"
+            notes.append(f"{row['model']} {row['task']} {row['protocol']}: {row['path']} ({row['seeds']} seeds, {why}; "
+                         f"{len(same_key) - 1} other run(s) left out)")
+    return notes
 
 
 def sort_by_score(table: pd.DataFrame, value: str = "mean") -> pd.DataFrame:

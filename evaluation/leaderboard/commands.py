@@ -26,7 +26,8 @@ def leaderboard_command(
     published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv; default: this checkout's "
                                             "results/published, wherever the command runs).")] = PUBLISHED_DIR,
     out: Annotated[Path, typer.Option(help="Where leaderboard.csv/.md/.html are written.")] = Path("results"),
-    all_runs: Annotated[bool, typer.Option(help="Keep every run, not only the latest per key.")] = False,
+    all_runs: Annotated[bool, typer.Option(help="Keep every run, not only one per (model, task, protocol): the one "
+                                                "with the most seeds, then the latest.")] = False,
     html: Annotated[bool, typer.Option(
         help="Also write the self-contained leaderboard.html (with an event timeline per run with test.events.json)."
     )] = False,
@@ -40,6 +41,8 @@ def leaderboard_command(
     except (FileNotFoundError, ValueError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(USAGE_ERROR) from error
+    for choice in files.choices:
+        typer.echo(f"kept {choice}", err=True)
     written = [files.csv, files.markdown, *([files.html] if files.html else [])]
     count = len(files.runs)
     typer.echo(f"{count} run{'' if count == 1 else 's'} -> " + ", ".join(str(path) for path in written))

@@ -38,6 +38,7 @@ class LeaderboardFiles:
     markdown: Path
     html: Path | None
     runs: pd.DataFrame
+    choices: list[str]  # which run was kept where a key had several (collect_runs' notes)
 
 
 def write_leaderboard(
@@ -54,7 +55,8 @@ def write_leaderboard(
     ``timelines`` (HTML only): the event timelines to draw; ``None`` draws :func:`run_timelines` of the runs shown.
     """
     out_dir = Path(out_dir)
-    runs = collect_runs(results_dir, latest_only=latest_only)
+    choices: list[str] = []
+    runs = collect_runs(results_dir, latest_only=latest_only, notes=choices)
     labelled = published_for_runs(runs, load_published(published_dir))
     csv_path, md_path = out_dir / "leaderboard.csv", out_dir / "leaderboard.md"
     write_text_atomic(csv_path, leaderboard_frame(runs, labelled).to_csv(index=False))
@@ -68,7 +70,7 @@ def write_leaderboard(
             html_path,
             html_page.render_html("hear-atst leaderboard", sections, _figures(runs, labelled, timelines)),
         )
-    return LeaderboardFiles(csv_path, md_path, html_path, runs)
+    return LeaderboardFiles(csv_path, md_path, html_path, runs, choices)
 
 
 def run_timelines(runs: pd.DataFrame) -> list[Timeline]:
