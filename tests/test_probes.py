@@ -251,9 +251,9 @@ def test_dropout_is_per_head_in_training_and_off_in_eval():
     bank = MLPBank([MLPBank.init_state(c, 8, 3, seed=i) for i, c in enumerate(configs)])
     bank.params[-2].data.copy_(torch.eye(2048, 3).expand(2, 2048, 3))  # read out 3 hidden units
     x = torch.randn(4096, 8)
-    generator = torch.Generator().manual_seed(0)
+    generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
     with torch.no_grad():
-        train = bank.forward(x, train=True, generator=generator)
+        train = bank.forward(x, train=True, generators=generators)
         evaluation = bank.forward(x, train=False)
     assert torch.equal(evaluation, bank.forward(x, train=False).detach())
     for head, p in enumerate((0.1, 0.5)):
@@ -261,14 +261,18 @@ def test_dropout_is_per_head_in_training_and_off_in_eval():
         assert dropped == pytest.approx(p + (1 - p) * 0.5, abs=0.03)  # dropout, then ReLU's zeros
 
 
-def test_heads_with_one_dropout_rate_share_one_mask_with_the_same_numbers():
+def test_each_heads_dropout_mask_comes_from_its_own_stream():
+    """A head's masks are the same alone or in a bank with any neighbours: they depend on its generator only."""
     configs = [HeadConfig(hidden_layers=1, hidden_dim=64, dropout=0.1, lr=lr) for lr in (1e-3, 1e-4, 1e-3)]
     bank = MLPBank([MLPBank.init_state(c, 8, 3, seed=i) for i, c in enumerate(configs)])
-    shared = bank._dropout_scale(16, 64, torch.Generator().manual_seed(0))
-    assert shared.shape == (16, 1, 64)
-    bank.keep_probability = torch.full((3,), 0.9)  # the per-head form of the same rates
-    per_head = bank._dropout_scale(16, 64, torch.Generator().manual_seed(0))
-    assert per_head.shape == (16, 3, 64) and torch.equal(per_head, shared.expand(16, 3, 64))
+    masks = bank._dropout_scale(16, 64, [torch.Generator().manual_seed(seed) for seed in (5, 6, 7)])
+    assert masks.shape == (16, 3, 64) and masks.unique().tolist() == pytest.approx([0.0, 1 / 0.9])
+    alone = MLPBank([MLPBank.init_state(configs[1], 8, 3, seed=1)])
+    assert torch.equal(alone._dropout_scale(16, 64, [torch.Generator().manual_seed(6)])[:, 0], masks[:, 1])
+    expected = (torch.rand((16, 1, 64), generator=torch.Generator().manual_seed(7)) < 0.9).float() / 0.9
+    assert torch.equal(masks[:, 2:], expected)  # the draw a plain reimplementation makes
+    with pytest.raises(ValueError, match="one generator per head"):
+        bank._dropout_scale(16, 64, [torch.Generator()])
     bank.keep([0, 2])
     assert bank.keep_probability.shape == (1,) and [r[1:] for r in bank.optimizer_runs] == [(0, 2)]
 
@@ -280,6 +284,32 @@ def test_no_shuffle_keeps_the_row_order_every_epoch():
     first, second = (torch.cat(epoch_batches(10, 4, True, generator, False)) for _ in range(2))
     assert sorted(first.tolist()) == list(range(10)) and not torch.equal(first, second)
     assert [len(b) for b in epoch_batches(9, 4, False, None, True)] == [4, 4]  # BatchNorm: a lone row is dropped
+
+
+def test_a_grid_point_trains_alike_alone_and_inside_an_eight_point_bank(esc):
+    """Each head's initialisation and dropout stream come from its own seed, the batch order from the shared
+    shuffle seed: grid point 3 reaches the same best epoch, stop and validation score trained alone or beside the
+    other 7 points of the kit's grid (weights equal up to the float rounding of the batched matrix products)."""
+    task, x, y = esc
+    train, valid = np.arange(80, 200), np.arange(0, 80)
+    targets = y[valid].numpy()
+    points = sample_grid(task.metadata, 8)
+    configs = [HeadConfig(hidden_layers=p["hidden_layers"], hidden_dim=p["hidden_dim"], dropout=p["dropout"],
+                          lr=p["lr"], initialization=p["initialization"], hidden_norm=p["hidden_norm"])
+               for p in points]
+    assert len({c.family for c in configs}) < len(configs)  # some points share a bank
+
+    def member(index: int) -> Member:
+        return Member(configs[index], init_seed=7 * 1009 + index, shuffle_seed=7, train_rows=train,
+                      valid_rows=valid, validate=lambda p, lg: (top1_acc(p, targets), None))
+
+    schedule = Schedule(max_epochs=24, check_every=1, patience=2, batch_size=64)
+    banked = train_heads([member(i) for i in range(8)], x, y, schedule, multilabel=False)[3]
+    alone = train_heads([member(3)], x, y, schedule, multilabel=False)[0]
+    assert banked.epochs_run < 24  # early stopping decided it
+    assert (alone.epoch, alone.epochs_run, alone.best_value) == (banked.epoch, banked.epochs_run, banked.best_value)
+    for first, second in zip(alone.state.weights, banked.state.weights, strict=True):
+        torch.testing.assert_close(first, second, atol=1e-5, rtol=1e-4)
 
 
 def _linear_members(esc, shuffle_seed):

@@ -46,8 +46,13 @@ def test_summary_skips_nan_but_keeps_an_infinite_fold():
 
 
 @pytest.fixture(scope="module")
-def esc_result(data_dir):
-    return evaluate(esc10_task(data_dir), ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
+def esc_task(data_dir):
+    return esc10_task(data_dir)
+
+
+@pytest.fixture(scope="module")
+def esc_result(esc_task):
+    return evaluate(esc_task, ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
 
 
 def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_result):

@@ -249,18 +249,19 @@ class MLPBank:
             return weight, bias, self.params[base + 2], self.params[base + 3]
         return weight, bias, None, None
 
-    def forward(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
-        """Logits [G, B, C] for a batch shared by all heads ([B, D]) or one batch per head ([G, B, D])."""
+    def forward(self, x: Tensor, train: bool, generators: Sequence[torch.Generator] | None = None) -> Tensor:
+        """Logits [G, B, C] for a batch shared by all heads ([B, D]) or one batch per head ([G, B, D]);
+        ``generators``: one dropout stream per head (training)."""
         weight, bias, gamma, beta = self._layer_params(0)
         h = _FirstLinear.apply(x.to(self.dtype), weight, bias, self.dtype)  # [B, G*out], float32
         for layer in range(1, self.n_layers):
-            h = self._activate(h, layer - 1, gamma, beta, train, generator)  # [B, G, H]
+            h = self._activate(h, layer - 1, gamma, beta, train, generators)  # [B, G, H]
             weight, bias, gamma, beta = self._layer_params(layer)
             h = _HeadsLinear.apply(h.view(h.shape[0], -1), weight, bias, self.dtype, layer < self.n_layers - 1)
         return h if self.n_layers > 1 else h.view(h.shape[0], self.size, -1).transpose(0, 1)
 
     def _activate(self, h: Tensor, layer: int, gamma: Tensor | None, beta: Tensor | None, train: bool,
-                  generator: torch.Generator | None) -> Tensor:
+                  generators: Sequence[torch.Generator] | None) -> Tensor:
         """BatchNorm (if any) -> dropout (training) -> ReLU of [B, G*H]; returns [B, G, H]."""
         if gamma is not None and beta is not None:
             running_mean, running_var = self.running[layer]
@@ -268,14 +269,18 @@ class MLPBank:
                              training=train, momentum=BN_MOMENTUM, eps=BN_EPS)
         h = torch.relu(h).view(h.shape[0], self.size, -1)  # ReLU commutes with dropout's positive scaling
         if train and any(config.dropout > 0 for config in self.configs):
-            h = h * self._dropout_scale(h.shape[0], h.shape[2], generator)
+            h = h * self._dropout_scale(h.shape[0], h.shape[2], generators)
         return h
 
-    def _dropout_scale(self, rows: int, units: int, generator: torch.Generator | None) -> Tensor:
-        """Factors 0 or 1/keep, [B, G, H] (or [B, 1, H] when all heads keep alike): one uniform draw per (row, unit)
-        shared by the heads."""
+    def _dropout_scale(self, rows: int, units: int, generators: Sequence[torch.Generator] | None) -> Tensor:
+        """Factors 0 or 1/keep, [B, G, H]: each head's uniform draws come from its own stream, so its masks do not
+        depend on the other heads of the bank."""
+        if generators is None or len(generators) != self.size:
+            raise ValueError(f"dropout needs one generator per head ({self.size}), got "
+                             f"{None if generators is None else len(generators)}")
         keep = self.keep_probability[None, :, None]
-        uniform = torch.rand((rows, 1, units), generator=generator, device=self.device)
+        uniform = torch.cat([torch.rand((rows, 1, units), generator=generator, device=self.device)
+                             for generator in generators], dim=1)
         return (uniform < keep).to(torch.float32) / keep
 
     # ------------------------------------------------------------------------------------------ training
@@ -311,7 +316,7 @@ class MLPBank:
         self.configs = configs
         self.optimizer_runs = self._runs_of_equal_optimizer_settings(configs)
         keeps = [1.0 - config.dropout for config in configs]
-        if len(set(keeps)) == 1:  # the kit's grid: one rate, so one [B, 1, H] mask serves every head
+        if len(set(keeps)) == 1:  # the kit's grid: one rate, broadcast over the heads
             keeps = keeps[:1]
         self.keep_probability = torch.tensor(keeps, device=self.device)
 

@@ -13,6 +13,11 @@ so a head whose every check is NaN keeps its first checked state, and training g
 improves on it), whereas the kit's EarlyStopping (``check_finite=True``) ends the run at the first NaN or infinite
 value: ``Schedule.stop_on_non_finite=True`` reproduces that; a final batch of one row is dropped when heads have
 BatchNorm (Lightning would crash); heads sharing a bank see the same batch order.
+
+Random streams: a head's initialisation comes from its ``init_seed`` and its dropout masks from its own generator
+seeded with ``init_seed ^`` :data:`DROPOUT_STREAM`; the batch order of an epoch from ``shuffle_seed``. The protocol
+derives ``init_seed`` from (seed, fold, grid point) and ``shuffle_seed`` from (seed, fold), so a grid point trains
+alike alone or inside a bank of any size (up to the float rounding of batched matrix products).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import Tensor
 from evaluation.probes.allocator import reuse_freed_memory
 from evaluation.probes.mlp import HeadConfig, HeadState, MLPBank, compute_dtype, predict_bank
 
+DROPOUT_STREAM = 1 << 62  # xor-ed into a head's init seed: its dropout stream, apart from every init stream
 # (probabilities [Nv, C], logits [Nv, C]) of one head on its validation rows -> (monitored value, extra)
 Validator = Callable[[np.ndarray, np.ndarray], tuple[float, Any]]
 
@@ -104,8 +110,8 @@ class _BankRun:
         self.wait = [0] * len(members)
         self.history: list[list[tuple[int, float]]] = [[] for _ in members]
         self.done: dict[int, Trained] = {}
-        seeds = [m.init_seed for m in members]
-        self.dropout_generator = torch.Generator(device=x.device).manual_seed(hash(tuple(seeds)) & 0x7FFFFFFF)
+        self.dropout_streams = [torch.Generator(device=x.device).manual_seed(m.init_seed ^ DROPOUT_STREAM)
+                                for m in members]
         self.streams: dict[tuple[str, int], torch.Generator] = {}
         for m in members:
             self.streams.setdefault((m.data_key, m.shuffle_seed), torch.Generator().manual_seed(m.shuffle_seed))
@@ -132,7 +138,7 @@ class _BankRun:
                 rows = torch.stack([self.rows[i][orders[k][step].to(self.x.device)]
                                     for i, k in zip(self.live, keys, strict=True)])
                 x, targets = self.x[rows], self._targets(rows)
-            logits = self.bank.forward(x, train=True, generator=self.dropout_generator)
+            logits = self.bank.forward(x, train=True, generators=[self.dropout_streams[i] for i in self.live])
             self.bank.loss(logits, targets, self.multilabel).backward()
             self.bank.adam_step()
 
