@@ -48,6 +48,8 @@ class TaskEmbeddings:
     splits: dict[str, SplitEmbeddings]
     # Event tasks: split -> {file name: reference events}, from <split>.json (files without events map to []).
     events: dict[str, dict[str, list[Event]]] = field(default_factory=dict)
+    # File name -> its audio's duration in seconds, as embedded (empty for folders written by the HEAR kit).
+    durations: dict[str, float] = field(default_factory=dict)
 
     @property
     def task_name(self) -> str:

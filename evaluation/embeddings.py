@@ -10,6 +10,7 @@ Layout of ``<embeddings_dir>/<module><-k=v options>/<task folder>/``, as ``heare
   in the kit's order (clips shuffled once by one ``random.Random(0)`` over the splits in order),
   ``<split>.embedding-dimensions.json`` ``[rows, D]``, ``<split>.target-labels.pkl`` and, for event tasks,
   ``<split>.filename-timestamps.json`` ``[[slug, t_ms], ...]``;
+- ``clip-durations.json`` (``{"<split>/<file>": seconds}``, each clip's audio as embedded: PSDS's durations);
 - ``profile.embeddings.json``, ``audio-manifest.jsonl`` (:mod:`evaluation.audio_manifest`: size, mtime and
   SHA-256 of the audio bytes each clip was embedded from) and the ``.done.embeddings`` marker.
 
@@ -76,6 +77,7 @@ from tasks.audio import decode_audio
 DONE_MARKER = ".done.embeddings"
 CONFIG_FILENAME = "embedding-config.json"
 PROFILE_FILENAME = "profile.embeddings.json"
+DURATIONS_FILENAME = "clip-durations.json"
 IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "task_folder", "task_files_sha256")
 REBUILD_KEYS = ("source", "device_class")  # a difference here re-embeds the folder: the code or hardware changed
 DEFAULT_BATCH_SECONDS = 80.0  # ~ the kit's 0.7 * 120 s budget at 16 kHz (hear_eval.md §3.1)
@@ -356,7 +358,7 @@ def embed_task(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.P
         _rebuild_if_made_otherwise(out_dir, identity, note)
         if is_complete(out_dir):
             stored = _check_identity(out_dir, identity)
-            audio_dir = folder.audio_dir(int(stored["sample_rate"]), progress=progress)
+            audio_dir = folder.audio_dir(int(stored["sample_rate"]), progress=progress, note=note)
             outcome = _clips_to_embed(out_dir, folder, audio_dir)
             if not outcome.changed and not outcome.new:
                 touched = f" ({len(outcome.touched)} touched file(s) hashed again: unchanged)" * bool(outcome.touched)
@@ -379,7 +381,7 @@ def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identit
               "sample_rate": rate, "device": setup.device}
     started = time.perf_counter()
     note(f"embedding {folder.name} with {setup.model_id} at {rate} Hz into {out_dir}")
-    audio_dir = folder.audio_dir(rate, progress=progress)
+    audio_dir = folder.audio_dir(rate, progress=progress, note=note)
     lengths = folder.check_audio(rate)
     _prepare_dir(out_dir, folder, config)
     outcome = _clips_to_embed(out_dir, folder, audio_dir)
@@ -410,6 +412,8 @@ def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identit
             append_records(out_dir, records)
             bar.advance(task_bar, len(names))
     _finalise(out_dir, folder, event)
+    write_json_atomic(out_dir / DURATIONS_FILENAME, {f"{split}/{name}": n / rate for split in folder.splits
+                                                     for name, n in sorted(lengths[split].items())})
     clips = set(_clip_names(folder))
     write_manifest(out_dir, {clip: record for clip, record in read_manifest(out_dir).items() if clip in clips})
     write_json_atomic(out_dir / PROFILE_FILENAME, _profile(setup, time.perf_counter() - started))
@@ -497,7 +501,10 @@ def load_task_embeddings(path: str | os.PathLike[str]) -> TaskEmbeddings:
     splits = {split: _read_split(path, split, names, event) for split, names in order.items()}
     events = {split: {name: [{**e, "label": str(e["label"])} for e in ref[name]] for name in sorted(ref)}
               for split, ref in references.items()} if event else {}
-    return TaskEmbeddings(metadata=metadata, label_vocabulary=list(vocabulary), splits=splits, events=events)
+    durations_path = path / DURATIONS_FILENAME  # absent from the kit's folders
+    durations = json.loads(durations_path.read_text(encoding="utf-8")) if durations_path.is_file() else {}
+    return TaskEmbeddings(metadata=metadata, label_vocabulary=list(vocabulary), splits=splits, events=events,
+                          durations={clip.rpartition("/")[2]: float(seconds) for clip, seconds in durations.items()})
 
 
 def _read_split(path: Path, split: str, names: list[str], event: bool) -> SplitEmbeddings:

@@ -390,12 +390,18 @@ class _Evaluator:
 
     def _psds(self, layout: FrameLayout, probs: np.ndarray, reference: EventMap, setting: Any) -> float:
         points = [layout.events(probs, self.labels, setting, threshold=float(t)) for t in PSDS_THRESHOLDS]
-        duration = self.metadata.get("sample_duration")
-        durations = {}
-        for name, times in zip(layout.files, layout.times, strict=True):
-            ends = [e["end"] for e in reference.get(name, [])]
-            durations[name] = float(duration) if duration else max([times[-1], *ends]) / 1000.0
+        durations = {name: self._duration_s(name, times, reference) for name, times in zip(layout.files, layout.times,
+                                                                                           strict=True)}
         return psds(points, reference, durations, self.labels)
+
+    def _duration_s(self, name: str, times: np.ndarray, reference: EventMap) -> float:
+        """A test file's duration for PSDS: its audio's, recorded when it was embedded; for an embeddings folder of
+        the HEAR kit (which records none) the task's ``sample_duration``, else the last timestamp or event end."""
+        if name in self.task.durations:
+            return self.task.durations[name]
+        if self.metadata.get("sample_duration"):
+            return float(self.metadata["sample_duration"])
+        return max([times[-1], *(e["end"] for e in reference.get(name, []))]) / 1000.0
 
     # ---------------------------------------------------------------- one seed
 

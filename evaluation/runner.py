@@ -90,13 +90,16 @@ class EvalOutcome:
     events_path: Path | None = None  # event tasks: test.events.json
 
     def summary_line(self) -> str:
-        """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``."""
+        """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``, plus how many of those (fold, seed)
+        scores were NaN and left out of the mean."""
         score, n_seeds = self.results["score"], len(self.results["protocol"]["seeds"])
         n_folds = len(self.results["runs"][0]["folds"])
         std = "nan" if score["std"] is None else f"{score['std']:.4f}"
         mean = "nan" if score["mean"] is None else f"{score['mean']:.4f}"
+        left_out = n_folds * n_seeds - int(score["n"])
+        nan_note = f", {left_out} NaN score(s) left out of the mean" if left_out else ""
         return (f"{self.results['task']['name']} {self.results['primary_score']} = {mean} ± {std} "
-                f"({n_folds} folds × {n_seeds} seeds)")
+                f"({n_folds} folds × {n_seeds} seeds{nan_note})")
 
 
 def embed(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLike[str],

@@ -11,8 +11,9 @@ while ``labelvocabulary.csv`` holds their text (``8``).
 When the model's rate folder is missing (the Zenodo archives hold 48 kHz only), :meth:`TaskFolder.audio_dir`
 resamples from the nearest original rate at or above it (else the highest) with libsoxr HQ
 (:func:`tasks.audio.resample`, the resampler hear-preprocess uses through ffmpeg, without its dither) into
-``<task>/<rate>/``, one atomic file at a time, and records the source in ``<task>/<rate>/.resampled.json``;
-an interrupted resampling resumes.
+``<task>/<rate>/``, one atomic file at a time, and records the source rate and each source file's size and mtime in
+``<task>/<rate>/.resampled.json``; an interrupted resampling resumes, and a finished one is rechecked against its
+sources on every use: a clip whose source moved is resampled again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,14 +127,24 @@ class TaskFolder:
             raise TaskFolderError(self.path, problems)
         return lengths
 
-    def audio_dir(self, rate: int, progress: bool = False) -> Path:
+    def audio_dir(self, rate: int, progress: bool = False, note: Callable[[str], None] | None = None) -> Path:
         """``<task>/<rate>``; when hear-preprocess did not write that rate, resample it first from the nearest
         original rate at or above it (so no bandwidth is lost), else from the highest (validating the source audio,
-        then one atomic file at a time, resuming an interrupted run)."""
+        then one atomic file at a time, resuming an interrupted run). A finished resampling is rechecked against
+        its sources (size and mtime): clips whose source changed are resampled again (``note`` hears how many)."""
         target = self.path / str(rate)
         record = _rate_dirs(self.path).get(rate)
-        if target.is_dir() and (record is None or record["complete"]):
+        if target.is_dir() and record is None:
             return target
+        if record is not None and record["complete"]:
+            stale = self._stale_resampled(target, record)
+            if not stale:
+                return target
+            if note:
+                note(f"{len(stale)} clip(s) of {target} were resampled from source files that changed since (or "
+                     "from unrecorded ones): resampling them again")
+            for clip in stale:
+                (target / clip).unlink(missing_ok=True)
         sources = self.original_rates()
         if not sources:
             raise TaskFolderError(self.path, [f"{self.path}: no original audio folder to resample {rate} Hz from"])
@@ -144,14 +156,34 @@ class TaskFolder:
             write_json_atomic(record_path, info)
         except OSError as error:
             raise OSError(f"{target}: cannot write resampled audio there ({error})") from None
-        jobs = [(split, name) for split, split_labels in self.labels.items() for name in split_labels]
-        for split, name in track(jobs, description=f"resample {source}->{rate} Hz", disable=not progress):
-            out = target / split / name
+        jobs = self._clips()
+        for clip in track(jobs, description=f"resample {source}->{rate} Hz", disable=not progress):
+            out = target / clip
             if not out.exists():
-                audio, _ = read_audio(self.path / str(source) / split / name)
+                audio, _ = read_audio(self.path / str(source) / clip)
                 write_wav_pcm16(out, resample(audio, source, rate), rate)
-        write_json_atomic(record_path, {**info, "complete": True})
+        sources_stat = {clip: _size_and_mtime(self.path / str(source) / clip) for clip in jobs}
+        write_json_atomic(record_path, {**info, "complete": True, "sources": sources_stat})
         return target
+
+    def _clips(self) -> list[str]:
+        return [f"{split}/{name}" for split, split_labels in self.labels.items() for name in split_labels]
+
+    def _stale_resampled(self, target: Path, record: dict[str, Any]) -> list[str]:
+        """Clips of a finished resampling whose source file's size or mtime differs from the record's (all of them
+        when the record lists no sources), or whose output is missing."""
+        recorded = record.get("sources") or {}
+        source_dir = self.path / str(record.get("source_rate"))
+        return [clip for clip in self._clips()
+                if recorded.get(clip) != _size_and_mtime(source_dir / clip) or not (target / clip).is_file()]
+
+
+def _size_and_mtime(path: Path) -> list[int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def read_task_metadata(folder: Path) -> dict[str, Any]:

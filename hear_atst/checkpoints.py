@@ -67,6 +67,13 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
                 f"{path}: refused to unpickle it: the file contains Python objects outside the allowlist "
                 f"(tensors, numpy scalars/dtypes, argparse.Namespace). Detail: {_unsupported_global(error)}"
             ) from None
+        imported = _pickle_imports(path) if "Weights only load failed" in message else []
+        if imported:  # a plain pickle (protocol 4+: torch's unpickler stops at its FRAME opcode, "operand 149")
+            raise CheckpointError(
+                f"{path}: refused to unpickle it as unsafe: it is a plain pickle whose loading would import and call "
+                f"{', '.join(imported[:5])}; only torch checkpoints of tensors (and numpy scalars/dtypes, "
+                "argparse.Namespace) are loaded"
+            ) from None
         if "Weights only load failed" in message:  # not a pickle torch can read (e.g. "Unsupported operand")
             unpickler = [line.strip() for line in message.splitlines() if line.strip()]
             reason = next((line for line in unpickler if line.startswith("Unsupported")), "unreadable pickle")
@@ -76,6 +83,27 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(
             f"{path}: not a torch checkpoint, or a truncated or corrupt one (torch.load raised {detail})"
         ) from None
+
+
+def _pickle_imports(path: Path) -> list[str]:
+    """``module.name`` of every global a plain pickle file imports, read with :mod:`pickletools` (which executes
+    nothing); empty when the file is no readable pickle."""
+    import pickletools
+
+    imported: list[str] = []
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for opcode, argument, _ in pickletools.genops(handle):
+                if opcode.name == "GLOBAL" or opcode.name == "INST":
+                    imported.append(str(argument).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    imported.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(argument, str):
+                    strings.append(argument)
+    except Exception:  # any failure means: not a pickle this can describe
+        return []
+    return list(dict.fromkeys(imported))
 
 
 def _unsupported_global(error: Exception) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 from evaluation.taskfolder import read_task_metadata
 from tasks import dcase2016, esc50, speech_commands, spoken_digit, voxceleb1
 from tasks.download import Source
-from tasks.hear_format import METADATA_FILENAME
+from tasks.hear_format import METADATA_FILENAME, PREPARE_PENDING
 
 TASKS_DIR_ENV = "HEAR_ATST_TASKS"
 DEFAULT_TASKS_DIR = "tasks_data"  # when $HEAR_ATST_TASKS is not set
@@ -185,6 +185,12 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
             raise _found_twice(*next(iter(twice.items())), tasks_dir)
         listed = ", ".join(map(str, candidates))
         raise LookupError(f"{name_or_alias!r} matches several task folders in {tasks_dir}: {listed}; name one of them")
+    for unfinished in {name_or_alias, *([spec.folder_name(mode)] if spec is not None else [])}:
+        if (tasks_dir / unfinished / PREPARE_PENDING).is_file():
+            raise LookupError(
+                f"the preparation of {tasks_dir / unfinished} was interrupted ({PREPARE_PENDING} remains in it): "
+                "rerun the same `hear-atst prepare` command to finish it"
+            )
     if spec is not None:
         wanted = spec.folder_name(mode)
         raise LookupError(

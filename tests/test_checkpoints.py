@@ -110,6 +110,22 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, frame_ckpt):
     assert not marker.exists()
 
 
+def test_a_plain_pickle_that_runs_code_is_refused_as_unsafe(tmp_path):
+    """Protocol 4+ pickles stop torch's unpickler at their first opcode ("Unsupported operand 149"); the message
+    says the file was refused as unsafe and what it would call, and the code never runs."""
+    import pickle
+
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"state_dict": RunsCode(marker)}, protocol=4))
+    with pytest.raises(CheckpointError) as error:
+        load_torch_file(path)
+    assert str(error.value) == (f"{path}: refused to unpickle it as unsafe: it is a plain pickle whose loading would "
+                                f"import and call {os.system.__module__}.system; only torch checkpoints of tensors "
+                                "(and numpy scalars/dtypes, argparse.Namespace) are loaded")
+    assert not marker.exists()
+
+
 def test_truncated_or_missing_file_names_the_file(tmp_path, fixtures_dir):
     data = (fixtures_dir / "atst_frame_lightning.ckpt").read_bytes()
     path = tmp_path / "truncated.ckpt"

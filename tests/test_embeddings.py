@@ -74,7 +74,7 @@ def test_scene_layout_file_by_file(digit_embeddings: Path, spoken_digit_task: Pa
     splits = metadata["splits"]
     references = {s: json.loads((spoken_digit_task / f"{s}.json").read_text()) for s in splits}
     expected = {"task_metadata.json", "labelvocabulary.csv", CONFIG_FILENAME, "profile.embeddings.json",
-                ".done.embeddings", "audio-manifest.jsonl"}
+                ".done.embeddings", "audio-manifest.jsonl", "clip-durations.json"}
     for split in splits:
         expected |= {f"{split}.json", f"{split}.embeddings.npy", f"{split}.embedding-dimensions.json",
                      f"{split}.target-labels.pkl"}
@@ -151,6 +151,11 @@ def test_event_layout_timestamps_and_frame_labels(dcase_embeddings: Path, dcase2
         raw = np.fromfile(dcase_embeddings / f"{split}.embeddings.npy", dtype=np.float32)
         np.testing.assert_array_equal(raw.reshape(matrix.shape), matrix)
         assert json.loads((dcase_embeddings / f"{split}.filename-timestamps.json").read_text()) == pairs
+    durations = json.loads((dcase_embeddings / "clip-durations.json").read_text())  # the audio's, for PSDS
+    wavs = {f"{p.parent.name}/{p.name}": p for p in (dcase2016_small_task / "16000").glob("*/*.wav")}
+    assert durations == {clip: sf.info(wav).frames / 16000 for clip, wav in sorted(wavs.items())}
+    assert load_task_embeddings(dcase_embeddings).durations == {clip.split("/")[1]: seconds
+                                                                for clip, seconds in durations.items()}
 
 
 def test_reader_gives_rows_in_memmap_order_with_text_labels(digit_embeddings: Path, dcase_embeddings: Path):

@@ -264,3 +264,18 @@ def test_epoch_cap_below_the_validation_interval_is_refused_up_front(data_dir) -
     """The fast grid validates every 3 or 10 epochs: a cap of 5 would never validate its 10-epoch points."""
     with pytest.raises(ValueError, match=r"max_epochs=5 is below .* validation interval \(10 epochs\)"):
         evaluate(esc10_task(data_dir), ProbeConfig(grid="fast", max_epochs=5, seeds=[0]))
+
+
+def test_psds_measures_each_file_by_its_audios_duration(dcase):
+    """The duration recorded with the embeddings wins (the last frame's timestamp ends before the audio does);
+    without one (the kit's folders) the task's sample_duration, else the last timestamp or event end."""
+    from evaluation.protocol import _Evaluator
+
+    name = next(iter(dcase.splits.values())).filenames[0]
+    times, reference = np.array([20.0, 60.0, 100.0]), {name: [{"label": "a", "start": 0.0, "end": 130.0}]}
+    recorded = _Evaluator(dataclasses.replace(dcase, durations={name: 0.125}), ProbeConfig())
+    assert recorded._duration_s(name, times, reference) == 0.125
+    fixed = _Evaluator(dataclasses.replace(dcase, metadata={**dcase.metadata, "sample_duration": 4.0}), ProbeConfig())
+    assert fixed._duration_s(name, times, reference) == 4.0
+    free = _Evaluator(dataclasses.replace(dcase, metadata={**dcase.metadata, "sample_duration": None}), ProbeConfig())
+    assert free._duration_s(name, times, reference) == 0.13 and free._duration_s(name, times, {}) == 0.1

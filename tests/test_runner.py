@@ -322,6 +322,16 @@ def test_missing_or_unknown_task_and_model_messages(tmp_path: Path, esc10_task: 
     assert code == 2
     assert stderr.startswith(f"error: task dcase2016_task2 is not prepared in {tmp_path}")
     assert "hear-atst prepare dcase2016_task2 --source PATH" in stderr
+    from tasks.registry import get_spec
+
+    unfinished = tmp_path / get_spec("dcase2016_task2").folder_name(None)  # a prepare run killed early
+    unfinished.mkdir()
+    (unfinished / ".prepare-pending.json").write_text("{}")
+    for task in ("dcase2016", unfinished.name):
+        code, _, stderr = invoke("embed", "--model", "mel", "--task", task, "--tasks-dir", str(tmp_path))
+        assert code == 2 and stderr.strip() == (f"error: the preparation of {unfinished} was interrupted "
+                                                "(.prepare-pending.json remains in it): rerun the same `hear-atst "
+                                                "prepare` command to finish it")
     code, _, stderr = invoke("eval", "--model", "mel", "--task", "nope", "--tasks-dir", str(tmp_path))
     assert code == 2 and stderr.startswith("error: no task 'nope'")
     code, _, stderr = invoke("eval", "--model", "wav2vec9", "--task", "esc50", "--tasks-dir", str(esc10_task.parent))
@@ -416,3 +426,16 @@ def test_dcase_chain_with_the_linear_probe(dcase2016_small_task: Path, tmp_path:
     assert first == second
     assert 0.02 < first["score"]["mean"] < 0.9
     assert "psds1" in first["scores"]
+
+
+def test_summary_line_counts_the_nan_scores_left_out_of_the_mean():
+    from evaluation.runner import EvalOutcome
+
+    folds = {f"fold0{i}": {} for i in range(5)}
+    results = {"task": {"name": "esc50"}, "primary_score": "top1_acc", "protocol": {"seeds": [0, 1]},
+               "runs": [{"folds": folds}, {"folds": folds}], "score": {"mean": 0.5, "std": 0.125, "n": 8}}
+    outcome = EvalOutcome(results=results, results_path=Path("r"), predicted_scores_path=Path("p"))
+    assert outcome.summary_line() == ("esc50 top1_acc = 0.5000 ± 0.1250 (5 folds × 2 seeds, 2 NaN score(s) left out "
+                                      "of the mean)")
+    results["score"]["n"] = 10
+    assert outcome.summary_line() == "esc50 top1_acc = 0.5000 ± 0.1250 (5 folds × 2 seeds)"

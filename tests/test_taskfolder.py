@@ -194,6 +194,23 @@ def test_missing_rate_is_resampled_from_the_44k_archive_and_cached(reference_44k
     assert {p: p.read_bytes() for p in removed} == before
     assert all(p.stat().st_mtime_ns == stamps[p] for p in stamps if p not in removed)
 
+    # A finished resampling is rechecked against its sources: a replaced source file is resampled again, alone.
+    record = json.loads((target / RESAMPLED_RECORD).read_text())
+    assert sorted(record["sources"]) == sorted(f"{s}/{n}" for s, files in folder.labels.items() for n in files)
+    changed = sorted(stamps)[5]
+    source = reference_44k / "44100" / changed.relative_to(target)
+    audio, _ = sf.read(source, dtype="int16")
+    sf.write(source, (audio // 3).astype(np.int16), 44100, subtype="PCM_16")
+    stamps = {p: p.stat().st_mtime_ns for p in target.rglob("*.wav")}
+    notes: list[str] = []
+    assert folder.audio_dir(16000, note=notes.append) == target
+    assert notes == [f"1 clip(s) of {target} were resampled from source files that changed since (or from "
+                     "unrecorded ones): resampling them again"]
+    assert [p for p in stamps if p.stat().st_mtime_ns != stamps[p]] == [changed]
+    expected = soxr.resample(sf.read(source, dtype="float32")[0], 44100, 16000, quality="HQ")
+    np.testing.assert_array_equal(sf.read(changed, dtype="int16")[0],
+                                  np.clip(np.rint(expected * 32768), -32768, 32767))
+
     (target / RESAMPLED_RECORD).write_text('{"complete": tr')  # a damaged record is named, not guessed at
     with pytest.raises(TaskFolderError, match="unreadable resampling record") as error:
         folder.sample_rates()
