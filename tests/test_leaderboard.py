@@ -30,7 +30,7 @@ from evaluation.leaderboard.report import Timeline, file_timeline, run_timelines
 from evaluation.results import EVENTS_FILENAME, FoldEvents, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO / "results" / "published"
+PUBLISHED = REPO / "evaluation" / "leaderboard" / "published_tables"
 
 
 # --- published tables -------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO / "results" / "published"
+PUBLISHED = REPO / "evaluation" / "leaderboard" / "published_tables"
 
 # Appended to a copy of the page (never to the product): once the page has loaded, record each image's decoded size.
 PROBE = """<script>

@@ -17,14 +17,14 @@ SHARED_HELP = ("The shared data folder (default: $HEAR_ATST_SHARED, else the sui
                "baseline file's folder).")
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"  # the checkout's, wherever a command runs
-PUBLISHED_DIR = RESULTS_DIR / "published"
+PUBLISHED_DIR = Path(__file__).resolve().parent / "published_tables"  # package data: found by any install
 REGRESSION_FILE = RESULTS_DIR / "regression.json"
 
 
 def leaderboard_command(
     results_dir: Annotated[Path, typer.Option(help="Scanned for **/results.json.")] = Path("results/runs"),
-    published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv; default: this checkout's "
-                                            "results/published, wherever the command runs).")] = PUBLISHED_DIR,
+    published: Annotated[Path, typer.Option(help="Folder of published tables (*.csv; default: the tables installed "
+                                            "with hear-atst).")] = PUBLISHED_DIR,
     out: Annotated[Path, typer.Option(help="Where leaderboard.csv/.md/.html are written.")] = Path("results"),
     all_runs: Annotated[bool, typer.Option(help="Keep every run, not only one per (model, task, protocol): the one "
                                                 "with the most seeds, then the latest.")] = False,

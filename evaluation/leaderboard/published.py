@@ -1,6 +1,7 @@
 """Published tables: one row per number, with the protocol and the source of each.
 
-Every CSV in ``results/published/`` has the columns :data:`PUBLISHED_COLUMNS`:
+Every CSV in ``evaluation/leaderboard/published_tables/`` (package data, installed with hear-atst) has the
+columns :data:`PUBLISHED_COLUMNS`:
 
 - ``model``: the model as the source names it;
 - ``task``: this project's task key (see :func:`evaluation.leaderboard.aggregate.task_key`), e.g. ``esc50``,
@@ -13,7 +14,7 @@ Every CSV in ``results/published/`` has the columns :data:`PUBLISHED_COLUMNS`:
 
 The HEAR leaderboard file is generated from ``hear_leaderboard.csv`` (the official ``docs/leaderboard.csv``) by
 :func:`convert_hear_leaderboard`; regenerate it with ``python -m evaluation.leaderboard.published SRC DST``
-(SRC: ``../shared/docs/hear_leaderboard.csv``, DST: ``results/published/hear_leaderboard.csv``).
+(SRC: ``../shared/docs/hear_leaderboard.csv``, DST: ``evaluation/leaderboard/published_tables/hear_leaderboard.csv``).
 """
 
 from __future__ import annotations
