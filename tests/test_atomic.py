@@ -28,3 +28,39 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path: Path) ->
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.npy"]
+
+
+def test_a_staged_folder_replaces_the_old_one_as_a_whole(tmp_path: Path) -> None:
+    from hear_atst.atomic import staged_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text("old")
+    (run / "test.events.json").write_text("old events")  # the new run has none: it must not survive beside it
+    with staged_dir(run) as staged:
+        write_text_atomic(staged / "results.json", "new")
+        write_text_atomic(staged / "test.predicted-scores.json", "new scores")
+        assert (run / "results.json").read_text() == "old"  # nothing visible before the block ends
+    assert {p.name: p.read_text() for p in run.iterdir()} == {"results.json": "new",
+                                                              "test.predicted-scores.json": "new scores"}
+    with pytest.raises(RuntimeError, match="probe failed"), staged_dir(run) as staged:
+        write_text_atomic(staged / "results.json", "half")
+        raise RuntimeError("probe failed")
+    assert {p.name: p.read_text() for p in run.iterdir()} == {"results.json": "new",
+                                                              "test.predicted-scores.json": "new scores"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staged folder left
+
+
+def test_os_errors_name_the_file_and_unwritable_folders_are_found_first(tmp_path: Path) -> None:
+    from hear_atst.atomic import check_writable
+
+    target = tmp_path / "scores.json"
+    with pytest.raises(OSError) as caught, atomic_write(target):
+        raise OSError(28, "No space left on device")  # as a full disk reports it: no file name
+    assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError) as caught:
+        check_writable(tmp_path / "file" / "results")
+    assert str(caught.value) == f"{tmp_path / 'file' / 'results'}: cannot write there (Not a directory)"
+    check_writable(tmp_path / "new" / "folder")
+    assert (tmp_path / "new" / "folder").is_dir() and not list((tmp_path / "new" / "folder").iterdir())
