@@ -1,4 +1,5 @@
-"""Scene and event scores against sklearn/sed_eval on real predictions, and the kit's NaN rules."""
+"""Scene scores against plain reimplementations of their definitions, event scores against sed_eval, on real
+predictions; and the kit's NaN rules."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 from probe_helpers import dcase_scenes, dcase_task, esc10_task, least_squares_probabilities
 from scipy import stats
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from evaluation.events import FrameLayout, postprocessing_settings
 from evaluation.scores import SCORES, chroma_acc, get_score, merge_overlapping, psds
@@ -33,18 +33,44 @@ def esc_predictions(data_dir):
     return probabilities, onehot(test)
 
 
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Mann-Whitney: the chance a positive row outscores a negative one, ties counting one half (a plain loop)."""
+    pos, neg = scores[positive], scores[~positive]
+    wins = sum(float((p > neg).sum()) + 0.5 * float((p == neg).sum()) for p in pos)
+    return wins / (len(pos) * len(neg))
+
+
+def _average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """sum_k (R_k - R_(k-1)) P_k over the distinct thresholds, highest first (step-wise area, no interpolation)."""
+    total, recall_before = 0.0, 0.0
+    for threshold in sorted(set(scores.tolist()), reverse=True):
+        chosen = scores >= threshold
+        hits = float((chosen & positive).sum())
+        recall = hits / positive.sum()
+        total += (recall - recall_before) * hits / chosen.sum()
+        recall_before = recall
+    return total
+
+
 def test_scene_scores_match_kit_definitions(esc_predictions):
     predictions, targets = esc_predictions
     loop_top1 = sum(np.argmax(p) == np.argmax(t) for p, t in zip(predictions, targets, strict=True)) / len(targets)
     assert get_score("top1_acc").scene(predictions, targets) == loop_top1
     assert get_score("pitch_acc").scene(predictions, targets) == loop_top1
     assert 0.3 < loop_top1 < 1.0  # real, imperfect predictions
-    expected_map = average_precision_score(targets, predictions, average="macro")
-    assert get_score("mAP").scene(predictions, targets) == expected_map
-    assert get_score("aucroc").scene(predictions, targets) == roc_auc_score(targets, predictions, average="macro")
-    per_class = roc_auc_score(targets, predictions, average=None)
+    classes = range(targets.shape[1])
+    per_class_ap = [_average_precision(predictions[:, c], targets[:, c] == 1) for c in classes]
+    per_class_auc = np.array([_auc(predictions[:, c], targets[:, c] == 1) for c in classes])
+    assert 0.3 < np.mean(per_class_ap) < 1.0 and 0.5 < per_class_auc.mean() < 1.0
+    assert get_score("mAP").scene(predictions, targets) == pytest.approx(np.mean(per_class_ap), abs=0, rel=1e-12)
+    assert get_score("aucroc").scene(predictions, targets) == pytest.approx(per_class_auc.mean(), abs=0, rel=1e-12)
     assert get_score("d_prime").scene(predictions, targets) == pytest.approx(
-        np.mean(stats.norm().ppf(per_class) * np.sqrt(2.0)), abs=0, rel=1e-15)
+        np.mean(stats.norm().ppf(per_class_auc) * np.sqrt(2.0)), abs=0, rel=1e-12)
+    tiny = np.array([[0.9, 0.1], [0.4, 0.6], [0.35, 0.65], [0.8, 0.2]]), np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+    # by hand: class 0 (positives 0.9, 0.4; negatives 0.8, 0.35) and class 1 (positives 0.65, 0.2; negatives 0.6,
+    # 0.1) both rank pos, neg, pos, neg: AUC 3/4 (3 of 4 pairs won), AP (1/2)(1/1) + (1/2)(2/3) = 5/6
+    assert get_score("aucroc").scene(*tiny) == pytest.approx(0.75, abs=1e-15)
+    assert get_score("mAP").scene(*tiny) == pytest.approx(5 / 6, abs=1e-15)
 
 
 def test_nan_rules_when_a_class_has_no_positive_row(esc_predictions):
