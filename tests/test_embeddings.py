@@ -46,6 +46,15 @@ def kit_row_order(splits: list[str], files: dict[str, list[str]]) -> dict[str, l
     return order
 
 
+# Known answer: the first rows of each split's memmap for the spoken-digit small task, computed once from the kit's
+# definition (hear_eval.md §3.1) and pinned here, so a change to the row order cannot pass by changing both sides.
+FIRST_ROWS = {
+    "fold00": ("2030", "88", "708"), "fold01": ("2180", "2168", "506"), "fold02": ("891", "910", "823"),
+    "fold03": ("1889", "1082", "394"), "fold04": ("601", "850", "1875"),
+}
+DIGIT_FILE = "tfds_id_spoken-digit-train-tfrecord-00000-of-00001-{}.wav"
+
+
 def listing(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
@@ -108,6 +117,10 @@ def test_scene_layout_file_by_file(digit_embeddings: Path, spoken_digit_task: Pa
         assert dims == [len(rows), 128]
         raw = np.fromfile(digit_embeddings / f"{split}.embeddings.npy", dtype=np.float32)  # no header
         np.testing.assert_array_equal(raw.reshape(dims), np.stack(rows))
+        pinned = [DIGIT_FILE.format(number) for number in FIRST_ROWS[split]]
+        assert order[split][:3] == pinned
+        np.testing.assert_array_equal(raw.reshape(dims)[:3], np.stack(
+            [np.load(digit_embeddings / split / f"{name}.embedding.npy") for name in pinned]))
         with open(digit_embeddings / f"{split}.target-labels.pkl", "rb") as handle:  # our own file
             assert pickle.load(handle) == [references[split][name] for name in order[split]]
 
