@@ -222,6 +222,33 @@ def test_event_task_with_psds_and_the_sed_eval_backend(dcase):
     assert slow.runs[0]["grid"] == fast.runs[0]["grid"]
 
 
+def test_event_scores_inside_the_protocol_equal_sed_evals(dcase):
+    """The CI suite's sed_eval equivalence through the whole probe stage: one grid point, 10 epochs, both backends
+    give the same scores at every fold and the same grid."""
+    config = ProbeConfig(grid_points=1, max_epochs=10, seeds=[0], psds=False)
+    fast = evaluate(dcase, config)
+    reference = evaluate(dcase, dataclasses.replace(config, event_backend="sed_eval"))
+    assert reference.runs[0]["grid"] == fast.runs[0]["grid"]
+    for name, fold in fast.runs[0]["folds"].items():
+        assert reference.runs[0]["folds"][name]["scores"] == fold["scores"]
+    assert 0.0 < fast.score["mean"] < 1.0
+
+
+def test_an_uncapped_hear_protocol_run(esc_task):
+    """No epoch cap: the kit's faster grid runs its own schedule (10 epochs, a check every epoch, its patience) to
+    the end or to early stopping, on every fold, and learns (10 classes: chance is 0.1)."""
+    result = evaluate(esc_task, ProbeConfig(grid="faster", grid_points=2, seeds=[0]))
+    run = result.runs[0]
+    assert result.protocol["run"] == "hear-grid=faster-points=2"  # no max-epochs in the name: uncapped
+    chosen = run["selected_hyperparameters"]
+    assert chosen["max_epochs"] == 10 and chosen["check_val_every_n_epoch"] == 1
+    for fold in run["folds"].values():
+        assert fold["epoch"] < fold["epochs_run"] <= 10
+        stopped_early = fold["epochs_run"] < 10
+        assert not stopped_early or fold["epochs_run"] - 1 - fold["epoch"] == chosen["patience"]
+    assert result.score["n"] == 5 and result.score["mean"] > 0.3
+
+
 def test_fold_aggregation_matches_pandas_with_nan_and_inf() -> None:
     """The kit aggregates folds with pandas: NaN skipped, an infinite d_prime fold gives inf mean and NaN std."""
     import pandas as pd
