@@ -111,12 +111,15 @@ def remove_stale_temp_files(directory: str | os.PathLike[str], recursive: bool =
 
 
 def check_writable(directory: str | os.PathLike[str]) -> None:
-    """Create ``directory`` (and parents) and a file in it, then remove the file; OSError naming the folder when
-    that fails (read-only, no permission, not a folder)."""
+    """Check that ``directory`` can be created and written, leaving nothing behind: a file is created and removed
+    in it or, when it does not exist yet, in its nearest existing ancestor (which must be a folder). OSError naming
+    ``directory`` when that fails (read-only, no permission, a file in the way)."""
     directory = Path(directory)
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=f".write-check.{os.getpid()}.", suffix=".tmp")
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=f".write-check.{os.getpid()}.", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
