@@ -39,17 +39,16 @@ def _cell(score: dict[str, Any] | None) -> str:
 
 
 def score_table(plan: Plan, width: int = 200) -> str:
-    """Models × tasks (one row per model and probe), the primary score's mean over seeds and its metric."""
+    """Tasks × models (a column per model and probe): the primary score's mean over seeds and its metric."""
     scores = primary_scores(plan)
     table = Table(title="primary scores (mean over seeds)")
-    table.add_column("model")
-    table.add_column("probe")
+    table.add_column("task")
+    columns = [(setup.model_id, probe.run_name) for setup in plan.models for probe in plan.probes]
+    for model_id, run_name in columns:
+        table.add_column(f"{model_id}\n{run_name}", overflow="fold")
     for folder in plan.tasks:
-        table.add_column(folder.name, overflow="fold")
-    for setup in plan.models:
-        for probe in plan.probes:
-            table.add_row(setup.model_id, probe.run_name, *(
-                _cell(scores.get((setup.model_id, folder.name, probe.run_name))) for folder in plan.tasks))
+        table.add_row(folder.name, *(_cell(scores.get((model_id, folder.name, run_name)))
+                                     for model_id, run_name in columns))
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None).print(table)
     return buffer.getvalue()
