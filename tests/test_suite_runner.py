@@ -1,0 +1,117 @@
+"""``hear-atst run`` with the local executor on real task folders: the same numbers as separate ``eval`` calls,
+resuming, failures that stop nothing else, problems reported before any work, and the plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from suite_helpers import PROBE_FLAGS, fingerprints, run_cli, run_summary, statuses, suite_args
+
+from evaluation.suite.plan import Settings, build_plan, worker_threads
+
+DIGITS = "spoken_digit-1.0.9-small"
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(spoken_digit_task: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The spoken-digit folder and a copy whose 16 kHz audio is broken (a clip is not a WAV file)."""
+    folder = tmp_path_factory.mktemp("suite_tasks")
+    shutil.copytree(spoken_digit_task, folder / DIGITS, ignore=shutil.ignore_patterns("_*"))
+    broken = folder / "broken-1.0-small"
+    shutil.copytree(spoken_digit_task, broken, ignore=shutil.ignore_patterns("_*"))
+    metadata = json.loads((broken / "task_metadata.json").read_text())
+    (broken / "task_metadata.json").write_text(json.dumps({**metadata, "task_name": "broken", "version": "1.0"}))
+    clip = sorted((broken / "16000" / "fold00").glob("*.wav"))[0]
+    clip.write_bytes(b"not audio")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Fingerprints of separate ``hear-atst eval`` calls, one per probe."""
+    work = tmp_path_factory.mktemp("eval_reference")
+    common = ["--model", "mel", "--task", DIGITS, "--tasks-dir", str(tasks_dir), "--embeddings-dir",
+              str(work / "embeddings"), "--results-dir", str(work / "results"), "--max-epochs", "10", "--seeds", "2"]
+    for probe in (["--protocol", "hear", "--grid-points", "1"], ["--protocol", "linear"]):
+        result = run_cli("eval", *common, *probe)
+        assert result.exit_code == 0, result.output
+    return fingerprints(work, tasks_dir, DIGITS)
+
+
+def test_run_equals_eval_resumes_and_reports_a_failing_task(tasks_dir: Path, reference: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    result = run_cli(*suite_args(tmp_path, tasks_dir, f"{DIGITS},broken", "--workers", "2"))
+    assert result.exit_code == 1, result.output  # the broken task failed; the other task's jobs all succeeded
+    assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference
+    assert set(reference) == {"embeddings", "hear-points=1-max-epochs=10", "linear-max-epochs=10"}
+    jobs = {job["key"]: job for job in run_summary(tmp_path)["jobs"]}
+    failed = jobs["embed/mel/broken-1.0-small"]
+    assert failed["status"] == "failed" and "cannot decode audio" in failed["error"] and Path(failed["log"]).is_file()
+    assert "Traceback" in Path(failed["log"]).read_text()
+    assert {jobs[f"probe/mel/broken-1.0-small/{run}"]["status"] for run in
+            ("hear-points=1-max-epochs=10", "linear-max-epochs=10")} == {"blocked"}
+    assert {key: job["status"] for key, job in jobs.items() if DIGITS in key} == {
+        f"prepare/{DIGITS}/16000": "skipped",  # the folder has 16 kHz audio already
+        f"embed/mel/{DIGITS}": "succeeded",
+        f"probe/mel/{DIGITS}/hear-points=1-max-epochs=10": "succeeded",
+        f"probe/mel/{DIGITS}/linear-max-epochs=10": "succeeded",
+    }
+    probe = jobs[f"probe/mel/{DIGITS}/linear-max-epochs=10"]
+    assert probe["identity"]["seeds"] == [0, 1] and probe["result_path"].endswith("results.json")
+    assert probe["worker"]["pid"] > 0 and probe["seconds"] > 0
+    assert "FAILED embed/mel/broken-1.0-small" in result.output
+    assert "BLOCKED probe/mel/broken-1.0-small/linear-max-epochs=10" in result.output
+    assert (tmp_path / "run" / "leaderboard.md").is_file()
+
+    # A rerun skips what is complete; a removed result is recomputed, identically.
+    (tmp_path / "results" / "mel" / DIGITS / "linear-max-epochs=10" / "results.json").unlink()
+    again = run_cli(*suite_args(tmp_path, tasks_dir, DIGITS))
+    assert again.exit_code == 0, again.output
+    assert statuses(tmp_path) == {
+        f"prepare/{DIGITS}/16000": "skipped", f"embed/mel/{DIGITS}": "skipped",
+        f"probe/mel/{DIGITS}/hear-points=1-max-epochs=10": "skipped",
+        f"probe/mel/{DIGITS}/linear-max-epochs=10": "succeeded"}
+    assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference
+    assert f"{DIGITS}" in again.output and "(top1_acc)" in again.output
+
+
+def test_every_problem_is_reported_before_any_work(tasks_dir: Path, tmp_path: Path) -> None:
+    result = run_cli("run", "--models", "mel,no_such_model,atst_frame", "--weights", "atst_frame=/nowhere.ckpt",
+                     "--tasks", f"{DIGITS},no_such_task", "--tasks-dir", str(tasks_dir), "--embeddings-dir",
+                     str(tmp_path / "e"), "--results-dir", str(tmp_path / "r"), "--max-epochs", "2")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("  - ")]
+    assert len(lines) == 4, result.output
+    assert "model no_such_model" in lines[0] and "model atst_frame" in lines[1] and "/nowhere.ckpt" in lines[1]
+    assert "task no_such_task" in lines[2]
+    assert f"task {DIGITS}, probe hear-max-epochs=2: max_epochs=2 is below" in lines[3]
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
+    usage = run_cli("run", "--models", "mel", "--tasks", DIGITS, "--suite", "hear2021")
+    assert usage.exit_code == 2 and "exactly one of --tasks and --suite" in usage.output
+
+
+def test_dry_run_prints_the_plan(tasks_dir: Path, tmp_path: Path) -> None:
+    result = run_cli(*suite_args(tmp_path, tasks_dir, DIGITS, "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "4 jobs: 1 model(s) × 1 task(s) × 2 probe(s)"
+    assert f"  embed/mel/{DIGITS}: to run; 0.9 min of audio" in result.output
+    assert f"  probe/mel/{DIGITS}/linear-max-epochs=10: to run; 0.9 min of audio, 2 seed(s)" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_plan_graph_and_thread_division(tasks_dir: Path, tmp_path: Path) -> None:
+    from evaluation.protocol import ProbeConfig
+    from evaluation.suite.plan import ModelRequest
+
+    settings = Settings(tasks_dir, tmp_path / "e", tmp_path / "r")
+    plan = build_plan([ModelRequest("mel")], [DIGITS], [ProbeConfig(seeds=[0, 1, 2])], settings)
+    assert [(job.key, job.needs) for job in plan.jobs.values()] == [
+        (f"prepare/{DIGITS}/16000", ()),
+        (f"embed/mel/{DIGITS}", (f"prepare/{DIGITS}/16000",)),
+        (f"probe/mel/{DIGITS}/hear", (f"embed/mel/{DIGITS}",))]
+    assert plan.jobs[f"probe/mel/{DIGITS}/hear"].output == tmp_path / "r" / "mel" / DIGITS / "hear"
+    assert [worker_threads(n, cpus=16) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    assert PROBE_FLAGS[1] == "hear,linear"
