@@ -14,6 +14,7 @@ from evaluation.leaderboard.regress import embeddings_fingerprint, result_finger
 from evaluation.runner import load_task_folder, resolve_model
 from hear_atst.cli import app
 
+DIGITS = "spoken_digit-1.0.9-small"
 PROBE_FLAGS = ("--protocol", "hear,linear", "--grid-points", "1", "--max-epochs", "10", "--seeds", "2")
 
 
