@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,10 +150,14 @@ def _problem(error: BaseException) -> str:
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
+Pairs = Mapping[tuple[int, int], Sequence[ProbeConfig]]  # (model index, task index) -> its probes
+
+
 def build_plan(models: Sequence[ModelRequest], tasks: Sequence[str], probes: Sequence[ProbeConfig],
-               settings: Settings) -> Plan:
+               settings: Settings, pairs: Pairs | None = None) -> Plan:
     """Resolve every model and task, check every probe setting and output folder, and lay out the jobs; raise
-    :class:`PlanError` listing every problem when any is found."""
+    :class:`PlanError` listing every problem when any is found. Every model runs every probe on every task, unless
+    ``pairs`` names the (model, task) pairs to run (by position in ``models`` and ``tasks``) with their probes."""
     problems: list[str] = []
     setups: list[ModelSetup] = []
     rates: dict[str, int] = {}
@@ -165,18 +169,24 @@ def build_plan(models: Sequence[ModelRequest], tasks: Sequence[str], probes: Seq
             setups.append(setup)
         except Exception as error:  # a model that cannot be resolved or loaded: reported with all the others
             problems.append(f"model {request.name}: {_problem(error)}")
-    folders: list[TaskFolder] = []
-    for task in tasks:
+    loaded: dict[int, TaskFolder] = {}
+    for index, task in enumerate(tasks):
         try:
-            folders.append(load_task_folder(task, settings.tasks_dir))
+            loaded[index] = load_task_folder(task, settings.tasks_dir)
         except (LookupError, OSError, ValueError) as error:
             problems.append(f"task {task}: {_problem(error)}")
-    for folder in folders:
-        for probe in probes:
-            try:
-                check_probe_settings(probe, folder.metadata)
-            except ValueError as error:
-                problems.append(f"task {folder.name}, probe {probe.run_name}: {error}")
+    if pairs is None:
+        pairs = {(m, t): probes for m in range(len(models)) for t in range(len(tasks))}
+    checked: set[tuple[int, str]] = set()
+    for (_, task_index), wanted in sorted(pairs.items()):
+        folder = loaded.get(task_index)
+        for probe in wanted if folder else ():
+            if (task_index, probe.run_name) not in checked:
+                checked.add((task_index, probe.run_name))
+                try:
+                    check_probe_settings(probe, folder.metadata)
+                except ValueError as error:
+                    problems.append(f"task {folder.name}, probe {probe.run_name}: {error}")
     for name, path in (("--embeddings-dir", settings.embeddings_dir), ("--results-dir", settings.results_dir)):
         problem = _writable(path)
         if problem:
@@ -185,23 +195,26 @@ def build_plan(models: Sequence[ModelRequest], tasks: Sequence[str], probes: Seq
     problems += [f"model {model_id} is named twice" for model_id in sorted(duplicates)]
     if problems:
         raise PlanError(problems)
-    jobs = _jobs(setups, folders, probes, settings, rates)
+    folders = [loaded[index] for index in range(len(tasks))]
+    jobs = _jobs(setups, folders, pairs, settings, rates)
     resampled = {job.task for job in jobs.values() if job.kind == PREPARE and not job.is_complete()}
     problems = [f"task {problem}" for problem in map(_writable, sorted(resampled)) if problem]
     if problems:
         raise PlanError(problems)
-    return Plan(jobs, setups, folders, list(probes), settings)
+    distinct = list({probe.run_name: probe for wanted in pairs.values() for probe in wanted}.values())
+    return Plan(jobs, setups, folders, distinct, settings)
 
 
-def _jobs(setups: list[ModelSetup], folders: list[TaskFolder], probes: Sequence[ProbeConfig], settings: Settings,
+def _jobs(setups: list[ModelSetup], folders: list[TaskFolder], pairs: Pairs, settings: Settings,
           rates: dict[str, int]) -> dict[str, Job]:
     jobs: dict[str, Job] = {}
-    for folder in folders:
+    for task_index, folder in enumerate(folders):
         seconds = _audio_seconds(folder)
-        for rate in sorted({rates[setup.model_id] for setup in setups}):
+        used = [(setups[m], pairs[m, t]) for m, t in sorted(pairs) if t == task_index and pairs[m, t]]
+        for rate in sorted({rates[setup.model_id] for setup, _ in used}):
             key = f"{PREPARE}/{folder.name}/{rate}"
             jobs[key] = Job(PREPARE, key, folder.path, folder.path / str(rate), rate=rate, audio_seconds=seconds)
-        for setup in setups:
+        for setup, probes in used:
             embed_key = f"{EMBED}/{setup.model_id}/{folder.name}"
             jobs[embed_key] = Job(
                 EMBED, embed_key, folder.path, task_embeddings_dir(settings.embeddings_dir, setup, folder),
