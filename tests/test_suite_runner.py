@@ -3,10 +3,17 @@ resuming, failures that stop nothing else, problems reported before any work, an
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from suite_helpers import DIGITS, PROBE_FLAGS, fingerprints, run_cli, run_summary, statuses, suite_args
 
+from evaluation.suite.jobs import log_path
 from evaluation.suite.plan import Settings, build_plan, worker_threads
 
 
@@ -84,3 +91,30 @@ def test_plan_graph_and_thread_division(tasks_dir: Path, tmp_path: Path) -> None
     assert plan.jobs[f"probe/mel/{DIGITS}/hear"].output == tmp_path / "r" / "mel" / DIGITS / "hear"
     assert [worker_threads(n, cpus=16) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
     assert PROBE_FLAGS[1] == "hear,linear"
+
+
+def test_a_killed_driver_resumes_with_identical_results(tasks_dir: Path, reference: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    """``kill -9`` of ``hear-atst run`` while a probe trains: its worker dies with it, and a rerun skips what was
+    complete and ends with the same embeddings and scores as separate eval calls."""
+    args = suite_args(tmp_path, tasks_dir, DIGITS, "--workers", "1")
+    command = [str(Path(sys.executable).parent / "hear-atst"), *args]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    probe_log = log_path(tmp_path / "run" / "logs", f"probe/mel/{DIGITS}/hear-points=1-max-epochs=10")
+    deadline = time.monotonic() + 180
+    while not probe_log.is_file() or " pid " not in probe_log.read_text():
+        assert time.monotonic() < deadline and driver.poll() is None, "the probe job never started"
+        time.sleep(0.02)
+    worker = int(re.search(r" pid (\d+) ", probe_log.read_text()).group(1))
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{worker}").exists() and "zombie" not in Path(f"/proc/{worker}/status").read_text():
+        assert time.monotonic() < deadline, "the worker outlived the driver"
+        time.sleep(0.05)
+    assert run_summary(tmp_path)["counts"]["running"] == 1  # run.json as the driver left it
+    again = run_cli(*args)
+    assert again.exit_code == 0, again.output
+    assert statuses(tmp_path)[f"embed/mel/{DIGITS}"] == "skipped"
+    assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference

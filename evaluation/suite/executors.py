@@ -11,7 +11,10 @@ raises returns a ``failed`` outcome and is not retried.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -35,9 +38,16 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent dies
+
+
 def _init_worker(threads: int) -> None:
+    """A local worker: ``threads`` torch threads; on Linux it is killed with the driver (a ``kill -9`` of ``run``
+    leaves no orphan finishing a job while the rerun starts it again)."""
     import torch
 
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     torch.set_num_threads(threads)
 
 
