@@ -9,11 +9,16 @@ the HEAR leaderboard), ``labels`` (vocabulary size) and ``metadata`` (the task_m
 from __future__ import annotations
 
 import copy
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 SUITES_FOLDER = "suites"  # beside this module, shipped as package data
 
