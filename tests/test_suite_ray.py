@@ -37,11 +37,15 @@ def cluster() -> Iterator[None]:
 
 
 def test_ray_run_equals_eval(cluster: None, tasks_dir: Path, reference: dict[str, str], tmp_path: Path) -> None:
-    result = run_cli(*suite_args(tmp_path, tasks_dir, DIGITS, "--executor", "ray", "--workers", "2"))
-    assert result.exit_code == 0, result.output
+    result = run_cli(*suite_args(tmp_path, tasks_dir, f"{DIGITS},broken", "--executor", "ray", "--workers", "2"))
+    assert result.exit_code == 1, result.output  # the broken task's embedding raised
     assert "ray (this machine: 2 CPUs, 2 GPUs)" in result.output
     assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference
-    assert set(statuses(tmp_path).values()) == {"skipped", "succeeded"}
+    found = statuses(tmp_path)
+    assert {found[key] for key in found if DIGITS in key} == {"skipped", "succeeded"}
+    assert found["embed/mel/broken-1.0-small"] == "failed"
+    broken_log = log_path(tmp_path / "run" / "logs", "embed/mel/broken-1.0-small").read_text()
+    assert broken_log.count(": started on ") == 1 and "cannot decode audio" in broken_log  # reported, not retried
 
 
 def test_gpu_embedding_jobs_get_one_gpu_slot_each(cluster: None, tasks_dir: Path, tmp_path: Path) -> None:
