@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,3 +119,34 @@ def test_a_killed_driver_resumes_with_identical_results(tasks_dir: Path, referen
     assert again.exit_code == 0, again.output
     assert statuses(tmp_path)[f"embed/mel/{DIGITS}"] == "skipped"
     assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference
+
+
+def test_a_task_without_the_models_rate_is_resampled_once(tmp_path: Path) -> None:
+    """A task folder with 32 kHz audio only: one prepare job resamples it to mel's 16 kHz, the embedding waits for
+    it, and the next plan finds it complete."""
+    from evaluation.protocol import ProbeConfig
+    from evaluation.suite.executors import LocalExecutor
+    from evaluation.suite.miniatures import write_miniature
+    from evaluation.suite.plan import ModelRequest
+    from evaluation.suite.scheduler import run_plan
+    from evaluation.suite.suites import load_suite
+    from tasks.audio import read_audio, resample, write_wav_pcm16
+
+    folder = write_miniature(load_suite("hear2021").tasks["gunshot_triangulation"], tmp_path / "tasks")
+    for clip in sorted((folder / "16000").rglob("*.wav")):
+        audio, rate = read_audio(clip)
+        write_wav_pcm16(folder / "32000" / clip.parent.name / clip.name, resample(audio, rate, 32000), 32000)
+    shutil.rmtree(folder / "16000")
+    settings = Settings(tmp_path / "tasks", tmp_path / "e", tmp_path / "r")
+    probes = [ProbeConfig(protocol="linear", max_epochs=1)]
+    plan = build_plan([ModelRequest("mel")], [folder.name], probes, settings)
+    assert plan.jobs[f"embed/mel/{folder.name}"].needs == (f"prepare/{folder.name}/16000",)
+    executor = LocalExecutor(1, tmp_path / "logs")
+    try:
+        outcomes = run_plan(plan, executor, tmp_path / "run")
+    finally:
+        executor.close()
+    assert [outcome.status for outcome in outcomes.values()] == ["succeeded"] * 3
+    assert outcomes[f"prepare/{folder.name}/16000"].result_path == str(folder / "16000")
+    again = build_plan([ModelRequest("mel")], [folder.name], probes, settings)
+    assert all(job.is_complete() for job in again.jobs.values())
