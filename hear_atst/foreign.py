@@ -16,6 +16,7 @@ outside any distribution, by the sha256 of its file; an object in memory adds th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -367,9 +368,15 @@ def code_identity(module: ModuleType) -> dict[str, str]:
     return {"file_sha256": sha256_file(file)}
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    """Top-level package -> installed distributions (read once: it scans every installed distribution)."""
+    return importlib.metadata.packages_distributions()
+
+
 def _distribution(module: ModuleType) -> str | None:
     """The installed distribution that provides ``module``'s top-level package, if any."""
-    distributions = importlib.metadata.packages_distributions().get(module.__name__.partition(".")[0])
+    distributions = _packages_distributions().get(module.__name__.partition(".")[0])
     return sorted(distributions)[0] if distributions else None
 
 

@@ -45,7 +45,10 @@ class Tiny(torch.nn.Module):
 
 
 def load_model(model_file_path="", *, scale=1.0):
-    return Tiny(scale)
+    model = Tiny(scale)
+    if model_file_path:
+        model.load_state_dict(torch.load(model_file_path))
+    return model
 
 
 def get_timestamp_embeddings(audio, model):
@@ -84,6 +87,12 @@ class TinyEncoder(torch.nn.Module):
         n = audio.shape[1] // 320
         return self.projection(audio[:, : n * 320].reshape(audio.shape[0], n, 320)) * self.gain
 '''
+
+
+def tiny_hear(old: str, new: str) -> str:
+    """:data:`TINY_HEAR` with ``old`` (which it must hold) replaced by ``new``."""
+    assert old in TINY_HEAR, old
+    return TINY_HEAR.replace(old, new)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -131,8 +140,8 @@ def clips(task: Path, rate: int) -> list[tuple[str, str, np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def digits(spoken_digit_task: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Spoken digits (100 clips of 0.56 s, 5 folds): a copy, since models at 44.1 kHz resample it in place."""
-    return subset_task(spoken_digit_task, tmp_path_factory.mktemp("digits") / spoken_digit_task.name)
+    """Spoken digits, 6 clips of 0.56 s in each of 5 folds: a copy, since models at 44.1 kHz resample it in place."""
+    return subset_task(spoken_digit_task, tmp_path_factory.mktemp("digits") / spoken_digit_task.name, per_split=6)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +185,8 @@ def test_hearbaseline_naive_eval_writes_what_its_own_functions_return(digits: Pa
         assert (memory_dir / f"{split}.embeddings.npy").read_bytes() == (out / f"{split}.embeddings.npy").read_bytes()
 
 
-@pytest.mark.parametrize("module, size", [("hearbaseline.naive", 4096), ("hearbaseline.vqt", 540)])
+@pytest.mark.parametrize("module, size", [
+    ("hearbaseline.naive", 4096), pytest.param("hearbaseline.vqt", 540, marks=pytest.mark.slow)])  # vqt: ~10 s
 def test_hearbaseline_event_embeddings_and_timestamps_are_its_own(module: str, size: int, dcase_short: Path,
                                                                   tmp_path: Path):
     code, _, stderr = invoke("embed", "--model", module, "--task", dcase_short.name, "--tasks-dir",
@@ -196,7 +206,7 @@ def test_hearbaseline_event_embeddings_and_timestamps_are_its_own(module: str, s
 
 def test_module_files_of_one_name_never_share_folders_and_are_two_leaderboard_rows(digits: Path, tmp_path: Path):
     first = write_module(tmp_path / "a", "tiny.py", TINY_HEAR)
-    second = write_module(tmp_path / "b", "tiny.py", TINY_HEAR.replace("SEED = 0", "SEED = 1"))
+    second = write_module(tmp_path / "b", "tiny.py", tiny_hear("SEED = 0", "SEED = 1"))
     common = ["--task", digits.name, "--tasks-dir", str(digits.parent), "--embeddings-dir", str(tmp_path / "emb"),
               "--results-dir", str(tmp_path / "res"), "--protocol", "linear", "--max-epochs", "1"]
     for path in (first, second):
@@ -260,17 +270,17 @@ def test_encoder_in_memory_matches_the_cli_files(digits: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("variant, expected", [
-    (TINY_HEAR.replace("    return Tiny(scale)", "    return _read_checkpoint()\n\n\ndef _read_checkpoint():\n"
-                       "    raise RuntimeError('checkpoint format not understood')"),
+    (tiny_hear("    return model\n", "    return _read_checkpoint()\n\n\ndef _read_checkpoint():\n"
+                       "    raise RuntimeError('checkpoint format not understood')\n"),
      "error: the model raised RuntimeError: checkpoint format not understood"),
-    (TINY_HEAR.replace("return frames @ model.projection, stamps",
+    (tiny_hear("return frames @ model.projection, stamps",
                        "return (frames @ model.projection).transpose(1, 2), stamps"),
      "error: broken: get_timestamp_embeddings returned embeddings (2, 8, 60) and timestamps (2, 60) for 2 clips, "
      "expected (2, T, 8) (timestamp_embedding_size) and (2, T) with T >= 1"),
-    (TINY_HEAR.replace("* 25.0 + 12.5", "* 25.0 + 1000.0"),
+    (tiny_hear("* 25.0 + 12.5", "* 25.0 + 1000.0"),
      "error: broken: get_timestamp_embeddings returned timestamps outside the audio: 1000 to 2475 ms for a 1500 ms "
      "clip (timestamps are frame centres in milliseconds, 0 <= t <= duration)"),
-    (TINY_HEAR.replace("    return get_timestamp_embeddings(audio, model)[0].mean(dim=1)",
+    (tiny_hear("    return get_timestamp_embeddings(audio, model)[0].mean(dim=1)",
                        "    return get_timestamp_embeddings(audio, model)[0].mean(dim=1)[:1].expand(len(audio), 8)"),
      "error: broken: get_scene_embeddings returned the same embedding for two different clips (noise and a tone)"),
 ])
@@ -294,9 +304,9 @@ def test_a_broken_model_fails_the_preflight_check_in_one_message(variant: str, e
 
 
 def test_options_weights_and_precision_of_a_module_without_options(dcase_short: Path, tmp_path: Path):
-    path = write_module(tmp_path, "plain.py", TINY_HEAR.replace('def load_model(model_file_path="", *, scale=1.0):\n'
-                                                                "    return Tiny(scale)",
-                                                                "def load_model():\n    return Tiny(1.0)"))
+    path = write_module(tmp_path, "plain.py", tiny_hear('def load_model(model_file_path="", *, scale=1.0):\n'
+                                                        "    model = Tiny(scale)", "def load_model():\n"
+                                                        "    model_file_path = None\n    model = Tiny(1.0)"))
     task = ["--task", dcase_short.name, "--tasks-dir", str(dcase_short.parent), "--embeddings-dir", str(tmp_path / "e")]
     code, _, stderr = invoke("embed", "--model", str(path), "--model-option", "scale=2", *task)
     assert (code, stderr.strip()) == (2, "error: model plain has no option scale: plain.load_model takes options: none")
@@ -311,6 +321,27 @@ def test_options_weights_and_precision_of_a_module_without_options(dcase_short: 
     out = embeddings_dir_of(tmp_path / "e")
     assert out.parent.name.startswith("plain-precision=bf16-sha256=")
     assert np.load(next(out.glob("test/*.embedding.npy"))).dtype == np.float32
+
+
+def test_weights_options_and_precision_reach_a_hear_modules_load_model(tmp_path: Path):
+    path = write_module(tmp_path, "tiny.py", TINY_HEAR)
+    weights = tmp_path / "tiny.pt"
+    torch.save({"projection": torch.ones(400, 8)}, weights)
+    setup = resolve_model(str(path), weights=weights, options={"scale": 2.0})
+    assert setup.model_id == f"tiny-scale=2.0-weights={sha256_file(weights)[:8]}-sha256={sha256_file(path)[:8]}"
+    api, model = setup.load()
+    assert torch.equal(model.projection, torch.ones(400, 8))
+    assert not api.autocast
+    # A load_model with a precision parameter gets --precision (its calls run without autocast); others never do.
+    taking = write_module(tmp_path, "taking.py", tiny_hear(
+        '*, scale=1.0):\n    model = Tiny(scale)', '*, scale=1.0, precision="fp32"):\n    model = Tiny(scale)\n'
+        '    model.precision = precision'))
+    setup = resolve_model(str(taking), precision="bf16")
+    api, model = setup.load()
+    assert (model.precision, api.autocast) == ("bf16", False)
+    assert setup.source.precision_note("bf16") == "taking: precision='bf16' passed to taking.load_model"
+    api, model = resolve_model(str(path), precision="bf16").load()
+    assert api.autocast and not hasattr(model, "precision")
 
 
 def test_model_references_resolve_or_fail_in_one_line(tmp_path: Path):
