@@ -82,6 +82,14 @@ class ForeignModel:
         self.identity = identity  # JSON: what must match for cached embeddings to be reused
         self.record = {**identity, **(record or {})}  # identity plus where it came from, for results.json
         self.code_roots = tuple(code_roots)  # its files or package folders (tracebacks end in them)
+        self.reference: str | None = None  # the text that names it again in another process (None: in memory)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its reference, resolved again where it is unpickled (a suite runner's worker)."""
+        if self.reference is None:
+            raise TypeError(f"{self.name}: a model object in memory cannot be sent to another process; name it by "
+                            "module path, .py file or module:Class")
+        return foreign_model, (self.reference,)
 
     def name_items(self, chars: int) -> dict[str, str]:
         """The identity in folder names: ``{distribution: version}`` or ``{"sha256": <file hash>}``, and for an
@@ -240,21 +248,33 @@ def foreign_model(reference: str | ModuleType | nn.Module, api: ModuleType | Non
     if api is not None:
         raise ValueError("api= goes with a loaded HEAR model object only")
     if isinstance(reference, ModuleType):
-        return HearModule(reference, reference.__name__, code_identity(reference), _module_roots(reference))
+        model = HearModule(reference, reference.__name__, code_identity(reference), _module_roots(reference))
+        model.reference = reference.__name__
+        return model
     if not isinstance(reference, str):
         raise TypeError(f"a model is a name, a module, or a torch.nn.Module, not {type(reference).__name__}")
     target, class_name = split_class(reference)
     module, name, identity, record = _import_target(target, reference)
     roots = _module_roots(module)
+    found: ForeignModel
     if class_name is None:
-        return HearModule(module, name, identity, roots, record)
+        found = HearModule(module, name, identity, roots, record)
+    else:
+        found = EncoderClass(_encoder_class(module, class_name, target, reference), f"{name}.{class_name}", identity,
+                             roots, record)
+    located = record.get("file", target)  # a file by its absolute path, found from any working folder
+    found.reference = f"{located}:{class_name}" if class_name else located
+    return found
+
+
+def _encoder_class(module: ModuleType, class_name: str, target: str, reference: str) -> type[nn.Module]:
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
                        and v.__module__ == module.__name__)
         raise ValueError(f"--model {reference}: {target} has no torch.nn.Module class {class_name} (its classes: "
                          f"{', '.join(found) or 'none'})")
-    return EncoderClass(cls, f"{name}.{class_name}", identity, roots, record)
+    return cls
 
 
 def split_class(reference: str) -> tuple[str, str | None]:

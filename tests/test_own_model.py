@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -342,6 +343,20 @@ def test_weights_options_and_precision_reach_a_hear_modules_load_model(tmp_path:
     assert setup.source.precision_note("bf16") == "taking: precision='bf16' passed to taking.load_model"
     api, model = resolve_model(str(path), precision="bf16").load()
     assert api.autocast and not hasattr(model, "precision")
+
+
+def test_a_named_model_travels_to_another_process_by_its_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = write_module(tmp_path / "models", "tiny_encoder.py", TINY_ENCODER)
+    monkeypatch.chdir(tmp_path)
+    setup = resolve_model("models/tiny_encoder.py:TinyEncoder", options={"gain": 3.0})
+    monkeypatch.chdir(path.parent)  # a worker may start elsewhere: the file is found by its absolute path
+    copy = pickle.loads(pickle.dumps(setup))
+    assert (copy.model_id, copy.embeddings_dirname, copy.options) == (setup.model_id, setup.embeddings_dirname,
+                                                                       {"gain": 3.0})
+    assert copy.source.identity == setup.source.identity and copy.source.reference == f"{path}:TinyEncoder"
+    assert copy.load()[1].encoder.gain == 3.0
+    with pytest.raises(TypeError, match="a model object in memory cannot be sent to another process"):
+        pickle.dumps(resolve_model(copy.source.cls()))
 
 
 def test_model_references_resolve_or_fail_in_one_line(tmp_path: Path):
