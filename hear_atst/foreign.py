@@ -78,7 +78,7 @@ class ForeignModel:
     def __init__(self, name: str, module: str, identity: dict[str, Any], code_roots: list[Path],
                  record: dict[str, Any] | None = None) -> None:
         self.name = name  # shown and used in folder names, e.g. "hearbaseline.naive"
-        self.module = module  # the module it comes from (a file's stem for a file)
+        self.module = module  # recorded as its module: the module path, a file's stem, else the name
         self.identity = identity  # JSON: what must match for cached embeddings to be reused
         self.record = {**identity, **(record or {})}  # identity plus where it came from, for results.json
         self.code_roots = tuple(code_roots)  # its files or package folders (tracebacks end in them)
