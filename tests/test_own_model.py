@@ -22,6 +22,7 @@ from hear_atst.checkpoints import sha256_file
 from hear_atst.cli import app
 from hear_atst.foreign import import_file
 from hear_atst.model_calls import ModelCheckError
+from hear_atst.registry import model_options
 from tasks.audio import read_audio, write_wav_pcm16
 
 naive = importlib.import_module("hearbaseline.naive")  # installed by scripts/install.sh (no pinned dependencies)
@@ -357,6 +358,14 @@ def test_a_named_model_travels_to_another_process_by_its_reference(tmp_path: Pat
     assert copy.load()[1].encoder.gain == 3.0
     with pytest.raises(TypeError, match="a model object in memory cannot be sent to another process"):
         pickle.dumps(resolve_model(copy.source.cls()))
+
+
+def test_model_options_json_and_pairs_combine():
+    assert model_options(["b=2"], '{"a": [1, 2]}') == {"a": [1, 2], "b": 2}
+    with pytest.raises(ValueError, match="model option a given by both --model-options and --model-option"):
+        model_options(["a=1"], '{"a": 2}')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        model_options(None, "{a: 1}")
 
 
 def test_model_references_resolve_or_fail_in_one_line(tmp_path: Path):
