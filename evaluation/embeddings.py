@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -73,6 +73,9 @@ from evaluation.taskfolder import METADATA_FILENAME, VOCABULARY_FILENAME, TaskFo
 from hear_atst.atomic import atomic_write, remove_stale_temp_files, write_bytes_atomic
 from hear_atst.locks import folder_lock
 from tasks.audio import decode_audio
+
+if TYPE_CHECKING:
+    from hear_atst.foreign import ForeignModel
 
 DONE_MARKER = ".done.embeddings"
 CONFIG_FILENAME = "embedding-config.json"
@@ -102,14 +105,24 @@ class ModelSetup:
     weights_sha256: str | None = None
     precision: str = "fp32"
     device: str = "cpu"
-    # What else determines the numbers: for registered models evaluation.model_source.registered_model_source
-    # (code hash, resolved load_model arguments, bundled weights hash); a model from elsewhere records its own.
-    source: dict[str, Any] = field(default_factory=dict)
+    source: ForeignModel | None = None  # a model from elsewhere (hear_atst.foreign): code identity and loader
+    # A registered model's code identity (evaluation.model_source.registered_model_source: code hash, resolved
+    # load_model arguments, bundled weights hash); a model from elsewhere has its source's identity instead.
+    code_identity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device_class(self) -> str:
         """``cpu`` or ``cuda`` (...): embeddings of one device class are reproducible bit for bit."""
         return torch.device(self.device).type
+
+    @property
+    def source_identity(self) -> dict[str, Any]:
+        """What determines the model's code: a foreign source's identity, else the registered code identity."""
+        return self.source.identity if self.source is not None else self.code_identity
+
+    def _source_suffix(self, chars: int) -> str:
+        """A model from elsewhere: its distribution and version, or its file's sha256 (cut to ``chars``)."""
+        return options_suffix(self.source.name_items(chars)) if self.source else ""
 
     def _name_options(self) -> dict[str, Any]:
         """The options that name results: load_model's, plus the precision when it is not fp32."""
@@ -120,7 +133,7 @@ class ModelSetup:
         """Results folder name: ``<name><-k=v ...>``, plus ``-weights=<sha256[:8]>`` when a weights file is used,
         e.g. ``atst_frame-blocks=1-weights=1a2b3c4d``: results of two checkpoints never share a folder."""
         weights = {"weights": self.weights_sha256[:RESULTS_HASH_CHARS]} if self.weights_sha256 else {}
-        return self.name + options_suffix({**self._name_options(), **weights})
+        return self.name + options_suffix({**self._name_options(), **weights}) + self._source_suffix(RESULTS_HASH_CHARS)
 
     @property
     def embeddings_dirname(self) -> str:
@@ -128,16 +141,20 @@ class ModelSetup:
         file is used, so embeddings of two checkpoints never share a folder."""
         weights = {"weights": self.weights_sha256[:EMBEDDINGS_HASH_CHARS]} if self.weights_sha256 else {}
         device = {} if self.device_class == "cpu" else {"device": self.device_class}
-        return self.module + options_suffix({**self._name_options(), **weights, **device})
+        return (self.module + options_suffix({**self._name_options(), **weights, **device})
+                + self._source_suffix(EMBEDDINGS_HASH_CHARS))
 
     def identity(self, folder: TaskFolder) -> dict[str, Any]:
         """What must match for cached embeddings to be reused (the sample rate follows from these)."""
         return {"module": self.module, "options": self.options, "precision": self.precision,
-                "weights_sha256": self.weights_sha256, "device_class": self.device_class, "source": self.source,
-                "task_folder": folder.name, "task_files_sha256": task_files_sha256(folder)}
+                "weights_sha256": self.weights_sha256, "device_class": self.device_class,
+                "source": self.source_identity, "task_folder": folder.name,
+                "task_files_sha256": task_files_sha256(folder)}
 
-    def load(self) -> tuple[ModuleType, torch.nn.Module]:
-        """The HEAR module and its model, in eval mode on ``device``."""
+    def load(self) -> tuple[Any, torch.nn.Module]:
+        """The HEAR module (or, from elsewhere, its checked API) and its model, in eval mode on ``device``."""
+        if self.source is not None:
+            return self.source.load(self.weights, self.options, self.precision, self.device)
         module = importlib.import_module(self.module)
         weights = str(self.weights) if self.weights else None
         model = module.load_model(weights, precision=self.precision, **self.options)

@@ -400,7 +400,7 @@ def test_embeddings_of_other_model_code_are_made_again(digit_embeddings: Path, s
     root = tmp_path / "emb"
     copy = Path(shutil.copytree(digit_embeddings, root / digit_embeddings.parent.name / digit_embeddings.name))
     config = json.loads((copy / CONFIG_FILENAME).read_text())
-    assert config["source"] == mel_setup.source and config["source"]["code_sha256"] == hashlib.sha256(b"".join(
+    assert config["source"] == mel_setup.source_identity and config["source"]["code_sha256"] == hashlib.sha256(b"".join(
         name.encode() + b"\0" + (REPO / (name.replace(".", "/") + ".py")).read_bytes() + b"\0"
         for name in ("hear_atst.frontends.atst_mel", "hear_atst.hear_api", "hear_atst.mel", "hear_atst.registry")
     )).hexdigest()
@@ -411,7 +411,7 @@ def test_embeddings_of_other_model_code_are_made_again(digit_embeddings: Path, s
         embed_task(mel_setup, TaskFolder.load(spoken_digit_task), root, progress=False, on_start=notes.append)
         assert notes[0] == f"{copy} was embedded {why}: embedding every clip again"
         assert all(_mtimes(copy)[name] != stamp for name, stamp in before.items())
-        assert json.loads((copy / CONFIG_FILENAME).read_text())["source"] == mel_setup.source
+        assert json.loads((copy / CONFIG_FILENAME).read_text())["source"] == mel_setup.source_identity
         for name in listing(digit_embeddings) - {"profile.embeddings.json"}:
             assert (copy / name).read_bytes() == (digit_embeddings / name).read_bytes(), name
 

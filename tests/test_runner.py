@@ -16,7 +16,6 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from evaluation.commands import parse_model_options
 from evaluation.environment import cpu_model
 from evaluation.leaderboard.aggregate import collect_runs
 from evaluation.protocol import ProbeConfig
@@ -25,6 +24,7 @@ from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
 from hear_atst.atomic import atomic_write
 from hear_atst.cli import app
+from hear_atst.registry import parse_model_options
 
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^(\S+) (\S+) = (\d\.\d{4}|nan) ± (\d\.\d{4}|nan) \((\d+) folds × (\d+) seeds\)$")
@@ -115,7 +115,7 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
     assert provenance["source_revision"]["dirty"] is bool(dirty.strip())
     embeddings = tmp_path / "embeddings" / "hear_atst.mel" / spoken_digit_task.name
     assert provenance["embeddings"]["path"] == str(embeddings)
-    assert provenance["embeddings"]["identity"]["source"] == resolve_model("mel").source
+    assert provenance["embeddings"]["identity"]["source"] == resolve_model("mel").source_identity
     wavs = sorted((spoken_digit_task / "16000").glob("*/*.wav"))
     manifest = "".join(f"{w.parent.name}/{w.name} {hashlib.sha256(w.read_bytes()).hexdigest()}\n" for w in wavs)
     assert provenance["embeddings"]["audio_manifest_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
