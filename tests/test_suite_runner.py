@@ -23,7 +23,7 @@ def test_run_equals_eval_resumes_and_reports_a_failing_task(tasks_dir: Path, ref
     result = run_cli(*suite_args(tmp_path, tasks_dir, f"{DIGITS},broken", "--workers", "2"))
     assert result.exit_code == 1, result.output  # the broken task failed; the other task's jobs all succeeded
     assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference
-    assert set(reference) == {"embeddings", "hear-points=1-max-epochs=10", "linear-max-epochs=10"}
+    assert set(reference) == {"embeddings", "hear-points=1-max-epochs=10-seeds=0-1", "linear-max-epochs=10-seeds=0-1"}
     jobs = {job["key"]: job for job in run_summary(tmp_path)["jobs"]}
     failed = jobs["embed/mel/broken-1.0-small"]
     assert failed["status"] == "failed" and "cannot decode audio" in failed["error"] and Path(failed["log"]).is_file()
@@ -44,7 +44,7 @@ def test_run_equals_eval_resumes_and_reports_a_failing_task(tasks_dir: Path, ref
     assert (tmp_path / "run" / "leaderboard.md").is_file()
 
     # A rerun skips what is complete; a removed result is recomputed, identically.
-    (tmp_path / "results" / "mel" / DIGITS / "linear-max-epochs=10" / "results.json").unlink()
+    (tmp_path / "results" / "mel" / DIGITS / "linear-max-epochs=10-seeds=0-1" / "results.json").unlink()
     again = run_cli(*suite_args(tmp_path, tasks_dir, DIGITS))
     assert again.exit_code == 0, again.output
     assert statuses(tmp_path) == {
@@ -89,7 +89,7 @@ def test_plan_graph_and_thread_division(tasks_dir: Path, tmp_path: Path) -> None
         (f"prepare/{DIGITS}/16000", ()),
         (f"embed/mel/{DIGITS}", (f"prepare/{DIGITS}/16000",)),
         (f"probe/mel/{DIGITS}/hear", (f"embed/mel/{DIGITS}",))]
-    assert plan.jobs[f"probe/mel/{DIGITS}/hear"].output == tmp_path / "r" / "mel" / DIGITS / "hear"
+    assert plan.jobs[f"probe/mel/{DIGITS}/hear"].output == tmp_path / "r" / "mel" / DIGITS / "hear-seeds=0-2"
     assert [worker_threads(n, cpus=16) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
     assert PROBE_FLAGS[1] == "hear,linear"
 
