@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hear_atst.commands import USAGE_ERROR
+from tasks.hear_format import HEAR_SAMPLE_RATES
 from tasks.registry import (
     DEFAULT_TASKS_DIR,
     TASKS_DIR_ENV,
@@ -34,8 +35,6 @@ WORKERS_OPTION = typer.Option(None, "--workers", help="Audio threads (default: a
 
 
 def _rates(text: str) -> list[int]:
-    from tasks.pipeline import HEAR_SAMPLE_RATES
-
     try:
         rates = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:

@@ -31,6 +31,7 @@ from hear_atst.atomic import write_bytes_atomic
 from tasks.audio import fit_length, read_audio, resample, to_mono, to_pcm16, write_wav_pcm16
 from tasks.download import DOWNLOADS_DIRNAME, locate
 from tasks.hear_format import (
+    HEAR_SAMPLE_RATES,
     METADATA_FILENAME,
     PREPARE_PENDING,
     TEST_PERCENTAGE,
@@ -43,7 +44,6 @@ from tasks.registry import WORKDIR_NAME, TaskSpec, folder_name, get_spec, run_co
 
 log = logging.getLogger(__name__)
 
-HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 KFOLD_RETRIES = 1000
 
 

@@ -22,12 +22,11 @@ from torch import Tensor, nn
 
 from hear_atst.checkpoints import CheckpointError, check_state_dict
 from hear_atst.encoders.atst_checkpoints import select_encoder_state
+from hear_atst.frontends.atst_mel import FRAMES_PER_TOKEN, N_MELS
 from hear_atst.layers import HEAD_DIM, LAYER_NORM_EPS, Transformer, block_indices, key_padding_bias
 
-N_MELS = 64
-PATCH_FRAMES = 4
+PATCH_FRAMES = FRAMES_PER_TOKEN  # a patch (token) is 4 frames of 10 ms: one token per 40 ms (TOKEN_HOP_MS)
 PATCH_DIM = N_MELS * PATCH_FRAMES  # 256
-TOKEN_HOP_MS = 40.0  # one token per 4 frames of 10 ms
 POS_EMBED_SLOTS = 251  # CLS slot + (1001 // 4) patch slots, in every released checkpoint
 SIZES = {"small": (384, 12), "base": (768, 12)}  # name -> (embed_dim, depth); heads = embed_dim // 64
 
