@@ -117,6 +117,8 @@ def prepare_command(
         spec = get_spec(task)
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0])) from error
+    if spec.synthetic and source is not None:
+        raise typer.BadParameter(f"{spec.name} is synthesised here and reads no --source")
     start = time.perf_counter()
     try:
         folder = prepare_task(

@@ -68,6 +68,11 @@ def test_eval_builds_demo_on_first_use_and_scores_well_above_chance(tmp_path: Pa
     assert "preparing demo" in output and (tmp_path / "tasks" / "demo-v1-full" / "task_metadata.json").is_file()
     assert results["primary_score"] == "top1_acc" and results["task"]["clips"] == 192
     assert results["score"]["mean"] > 0.5  # chance (the largest class share) is 1/6
+    shown = CliRunner().invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "runs"),
+                                     "--out", str(tmp_path / "board"), "--html"])
+    assert shown.exit_code == 0, shown.output
+    assert "| model | demo (top1_acc) |" in (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "demo" in (tmp_path / "board" / "leaderboard.html").read_text()
 
 
 @pytest.mark.slow
@@ -81,3 +86,12 @@ def test_demo_events_onsets_are_found(tmp_path: Path) -> None:
     _, results = _eval(tmp_path, "--task", "demo_events", "--grid-points", "1", "--max-epochs", "30")
     assert results["primary_score"] == "event_onset_200ms_fms"
     assert results["score"]["mean"] > 0.1  # a constant prediction finds no onset (0)
+
+
+def test_prepare_builds_demo_without_a_source_and_refuses_one(tmp_path: Path) -> None:
+    tasks_dir = str(tmp_path / "tasks")
+    refused = CliRunner().invoke(app, ["prepare", "demo", "--source", str(tmp_path), "--tasks-dir", tasks_dir])
+    assert refused.exit_code == 2 and "demo is synthesised here and reads no --source" in refused.output
+    built = CliRunner().invoke(app, ["prepare", "demo", "--tasks-dir", tasks_dir])
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "tasks" / "demo-v1-full" / "task_metadata.json").is_file()
