@@ -21,7 +21,7 @@ import typer
 
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.commands import USAGE_ERROR
-from hear_atst.registry import Precision, parse_model_options
+from hear_atst.registry import Precision, model_options
 from tasks.commands import TASKS_DIR_HELP
 from tasks.registry import default_tasks_dir
 
@@ -62,17 +62,24 @@ def _log(message: str) -> None:
     typer.echo(message, err=True)
 
 
+MODEL_HELP = ("Registered model (see `hear-atst models`), importable HEAR module (pkg.module), .py file, or a "
+              "torch.nn.Module encoder class as module:Class or file.py:Class (docs/own-model.md).")
+
+
 @dataclass(frozen=True)
 class ModelTaskOptions:
     """The options ``embed`` and ``eval`` share: which model, on which task, from where to where."""
 
-    model: Annotated[str, typer.Option("--model", help="Registered model name (see `hear-atst models`).")]
+    model: Annotated[str, typer.Option("--model", help=MODEL_HELP)]
     task: Annotated[str, typer.Option(
         "--task", help="Registered task or alias, task folder name, or its task_name; `demo` is built on first use.")]
     weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file (else $HEAR_ATST_WEIGHTS).")
                        ] = None
     model_option: Annotated[list[str] | None, typer.Option(
         "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")] = None
+    model_options_json: Annotated[str | None, typer.Option(
+        "--model-options", help="JSON object of keyword arguments for load_model (the HEAR kit's form), e.g. "
+        "'{\"blocks\": 1}'.")] = None
     tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help=TASKS_DIR_HELP)] = None
     embeddings_dir: Annotated[Path, typer.Option(
         "--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")] = Path(DEFAULT_EMBEDDINGS_DIR)
@@ -85,7 +92,8 @@ class ModelTaskOptions:
         """The model with its weights found and hashed, and the validated task folder (usage errors exit 2)."""
         from evaluation.runner import load_task_folder, resolve_model
 
-        setup = _run(lambda: resolve_model(self.model, self.weights, parse_model_options(self.model_option),
+        setup = _run(lambda: resolve_model(self.model, self.weights,
+                                           model_options(self.model_option, self.model_options_json),
                                            self.precision.value, self.device.value))
         folder = _run(lambda: load_task_folder(self.task, self.tasks_dir or default_tasks_dir(), log=_log))
         return setup, folder

