@@ -2,7 +2,9 @@
 
 For one protocol, the *rows* are this project's runs (the latest of each model and task) plus the published rows
 comparable with them (same task key, protocol and metric: e.g. the HEAR 2021 submissions for the ``hear`` protocol,
-never rows of a task of another size). The *suite* is the set of tasks of those runs.
+never rows of a task of another size). The *suite* is the set of run tasks that have comparable published rows, so
+that a model is ranked with the published ones on the tasks both have; when no run task has any (small tasks only),
+it is every run task, and only this project's models are ranked.
 
 - **Normalised score** (the HEAR paper's per-task normalisation, as on hearbenchmark.com): per task, every row's
   primary score becomes ``z = (x - mean) / std`` over the rows that have the task (population std, sign flipped
@@ -46,11 +48,14 @@ def suite_rows(runs: pd.DataFrame, labelled_published: pd.DataFrame, protocol: s
         (labelled_published["protocol"] == protocol) & (labelled_published["comparison"] == "comparable")
     ]
     comparable = comparable.merge(mine.loc[:, ["task", "metric"]].drop_duplicates(), on=["task", "metric"])
+    if len(comparable):
+        mine = mine[mine["task"].isin(set(comparable["task"]))]
+    source = comparable["table"] if "table" in comparable else comparable["source"]
     return pd.concat(
         [
             pd.DataFrame({"label": mine["model"] + " (this project)", "from": "this project", "task": mine["task"],
                           "value": mine["mean"], "higher_is_better": mine["higher_is_better"]}),
-            pd.DataFrame({"label": comparable["model"], "from": comparable["source"], "task": comparable["task"],
+            pd.DataFrame({"label": comparable["model"], "from": "published: " + source, "task": comparable["task"],
                           "value": comparable["value"], "higher_is_better": comparable["higher_is_better"]}),
         ],
         ignore_index=True,

@@ -103,9 +103,13 @@ def _suite_section(protocol: str, runs: pd.DataFrame, labelled: pd.DataFrame) ->
     rows = suite_rows(runs, labelled, protocol)
     table = suite_scores(rows)
     tasks = sorted(rows["task"].unique())
+    left_out = sorted(set(runs.loc[runs["protocol"] == protocol, "task"]) - set(tasks))
     published = int((table["from"] != "this project").sum())
     text = (f"Suite: {len(tasks)} task(s) ({', '.join(tasks)}); {published} published model(s) with at least one of "
-            "them. Normalised score: per task, z-score of the primary scores of the models shown (population std, "
+            "them.")
+    if left_out:
+        text += f" Left out (no comparable published numbers): {', '.join(left_out)}."
+    text += (" Normalised score: per task, z-score of the primary scores of the models shown (population std, "
             "sign flipped where lower is better), clamped to [-1, 1], averaged over the tasks a model has; mean: "
             "plain mean of its primary scores (higher-is-better ones). Coverage: tasks of the suite it has.")
     if len(table) < 2:
