@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from evaluation.probes.registry import PROBES
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.commands import USAGE_ERROR
 from hear_atst.registry import Precision, parse_model_options
@@ -23,10 +24,7 @@ from tasks.registry import default_tasks_dir
 T = TypeVar("T")
 
 
-class Protocol(str, Enum):
-    hear = "hear"
-    linear = "linear"
-    knn = "knn"
+Protocol = Enum("Protocol", {name: name for name in PROBES}, type=str)  # one per registered probe
 
 
 class Grid(str, Enum):
@@ -130,15 +128,15 @@ def eval_command(
     from evaluation.protocol import ProbeConfig
     from evaluation.runner import load_task_folder, resolve_model, run_eval
 
-    flags_of = {Protocol.hear: (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
-                                ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None)),
-                Protocol.linear: (("--linear-lr", linear_lr is not None),),
-                Protocol.knn: (("--knn-standardize", knn_standardize),)}
+    flags_of = {"hear": (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
+                         ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None)),
+                "linear": (("--linear-lr", linear_lr is not None),),
+                "knn": (("--knn-standardize", knn_standardize),)}
     for owner, flags in flags_of.items():
         misplaced = [flag for flag, given in flags if given]
-        if misplaced and protocol is not owner:
+        if misplaced and protocol.value != owner:
             verb = "applies" if len(misplaced) == 1 else "apply"
-            typer.echo(f"error: {', '.join(misplaced)} {verb} to --protocol {owner.value} only", err=True)
+            typer.echo(f"error: {', '.join(misplaced)} {verb} to --protocol {owner} only", err=True)
             raise typer.Exit(USAGE_ERROR)
     given = {key: value for key, value in (("linear_lr", linear_lr), ("grid_points", grid_points)) if value is not None}
     try:

@@ -1,16 +1,21 @@
-"""Every probe by its protocol name (``--protocol``): one line each."""
+"""Every probe by its protocol name (``--protocol``): one line each, ``name: "module:Class"``.
+
+Entries are import paths, so that the command line can list the names without importing torch; a probe's module is
+imported when it is used.
+"""
 
 from __future__ import annotations
 
-from evaluation.probes.base import Probe
-from evaluation.probes.hear_grid import HearGridProbe
-from evaluation.probes.knn import KnnProbe
-from evaluation.probes.linear import LinearProbe
+import importlib
+from typing import TYPE_CHECKING
 
-PROBES: dict[str, type[Probe]] = {
-    "hear": HearGridProbe,
-    "linear": LinearProbe,
-    "knn": KnnProbe,
+if TYPE_CHECKING:
+    from evaluation.probes.base import Probe
+
+PROBES: dict[str, str] = {
+    "hear": "evaluation.probes.hear_grid:HearGridProbe",
+    "linear": "evaluation.probes.linear:LinearProbe",
+    "knn": "evaluation.probes.knn:KnnProbe",
 }
 
 
@@ -18,4 +23,5 @@ def probe_class(protocol: str) -> type[Probe]:
     """The probe of a protocol name, or a ValueError listing the known ones."""
     if protocol not in PROBES:
         raise ValueError(f"protocol must be one of {', '.join(repr(name) for name in PROBES)}, got {protocol!r}")
-    return PROBES[protocol]
+    module, name = PROBES[protocol].split(":")
+    return getattr(importlib.import_module(module), name)
