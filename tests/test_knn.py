@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from probe_helpers import dcase_scenes, dcase_task, esc10_task
 
 from evaluation.data import SplitEmbeddings, TaskEmbeddings
@@ -101,3 +102,13 @@ def test_training_settings_do_not_apply_to_knn(change, message):
     with pytest.raises(ValueError, match=message):
         ProbeConfig(protocol="knn", **change)
     assert KnnProbe.run_name_parts(ProbeConfig(protocol="knn")) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_knn_on_the_gpu_chooses_and_scores_as_on_the_cpu(data_dir):
+    task = esc10_task(data_dir)
+    cpu = evaluate(task, ProbeConfig(protocol="knn"))
+    gpu = evaluate(task, ProbeConfig(protocol="knn", device="cuda"))
+    assert [r["selected_hyperparameters"] for r in gpu.runs] == [r["selected_hyperparameters"] for r in cpu.runs]
+    np.testing.assert_allclose(gpu.predictions.probabilities, cpu.predictions.probabilities, atol=1e-5)
+    assert gpu.score["mean"] == pytest.approx(cpu.score["mean"], abs=0.01)
