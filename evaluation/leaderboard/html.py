@@ -71,11 +71,13 @@ def comparable_values(labelled_published: pd.DataFrame, task: str, protocol: str
     ]
 
 
-def full_size_values(labelled_published: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
-    """The full-size task's published rows shown as context for a run task of another size (same metric)."""
+def full_size_values(labelled_published: pd.DataFrame, task: str, protocol: str, metric: str) -> pd.DataFrame:
+    """The full-size task's published rows shown as context for a run task of another size (same protocol and
+    metric)."""
     return labelled_published[
         (labelled_published["comparison"] == "full-size context")
         & (labelled_published["for_task"] == task)
+        & (labelled_published["protocol"] == protocol)
         & (labelled_published["metric"] == metric)
     ]
 
@@ -96,7 +98,7 @@ def task_bars_figure(runs: pd.DataFrame, labelled_published: pd.DataFrame) -> Fi
         axis.bar(positions, group["mean"], yerr=group["std"].fillna(0.0).to_numpy(float), capsize=4, color="C0")
         labels = list(group["model"])
         same = comparable_values(labelled_published, task, protocol, metric)
-        full = full_size_values(labelled_published, task, metric)
+        full = full_size_values(labelled_published, task, protocol, metric)
         full_name = str(full["task"].iloc[0]) if len(full) else ""
         for values, colour, label in ((same, "black", f"published\n({protocol}, n={len(same)})"),
                                       (full, "0.55", f"full-size {full_name}\n(context, n={len(full)})")):
@@ -117,12 +119,12 @@ def task_bars_figure(runs: pd.DataFrame, labelled_published: pd.DataFrame) -> Fi
 @literal_text
 def heatmap_figure(normalised: pd.DataFrame, title: str) -> Figure:
     """The normalised scores as a heatmap (blank = no score)."""
-    height = 1.5 + 0.28 * len(normalised)
-    figure = Figure(figsize=(2.0 + 1.1 * normalised.shape[1], height))
+    height = 1.5 + 0.3 * len(normalised)
+    figure = Figure(figsize=(3.0 + 1.2 * normalised.shape[1], height))
     axis = figure.subplots()
     image = axis.imshow(np.ma.masked_invalid(normalised.to_numpy(float)), cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
-    axis.set_xticks(np.arange(normalised.shape[1]), normalised.columns, rotation=30, ha="right", fontsize=8)
-    axis.set_yticks(np.arange(len(normalised)), normalised.index, fontsize=8)
+    axis.set_xticks(np.arange(normalised.shape[1]), normalised.columns, rotation=30, ha="right", fontsize=9)
+    axis.set_yticks(np.arange(len(normalised)), normalised.index, fontsize=9)
     axis.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axis, label="z-score per task, clamped to [-1, 1]")
     figure.tight_layout()

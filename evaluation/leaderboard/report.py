@@ -102,7 +102,7 @@ def file_timeline(run_title: str, events: FoldEvents) -> Timeline | None:
 def _figures(runs: pd.DataFrame, labelled: pd.DataFrame, timelines: list[Timeline]) -> list[tuple[str, bytes]]:
     shown = runs.groupby(["task", "protocol", "metric"])
     comparable = any(len(html_page.comparable_values(labelled, *key)) for key, _ in shown)
-    full_size = any(len(html_page.full_size_values(labelled, task, metric)) for (task, _, metric), _ in shown)
+    full_size = any(len(html_page.full_size_values(labelled, *key)) for key, _ in shown)
     caption = "Per task: runs (bars, error bar = sample std over folds × seeds)"
     if comparable:
         caption += "; black box and dots: the comparable published values (same protocol and metric)"
