@@ -112,3 +112,22 @@ def test_knn_on_the_gpu_chooses_and_scores_as_on_the_cpu(data_dir):
     assert [r["selected_hyperparameters"] for r in gpu.runs] == [r["selected_hyperparameters"] for r in cpu.runs]
     np.testing.assert_allclose(gpu.predictions.probabilities, cpu.predictions.probabilities, atol=1e-5)
     assert gpu.score["mean"] == pytest.approx(cpu.score["mean"], abs=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["esc10_task", "speech_commands_task", "voxceleb1_task", "dcase2016_small_task"])
+def test_knn_beats_a_constant_prediction_on_the_regression_tasks(fixture, request, tmp_path):
+    """The regression suite's four small real tasks, log-mel embeddings: above what a constant prediction scores.
+    Measured (score / chance): ESC-10 0.613 / 0.100, keywords 0.104 / 0.083 (the MLP grid's baseline: 0.119),
+    speakers 0.788 / 0.152, DCASE 2016 onset F 0.313 / 0 (the MLP grid's: 0.156)."""
+    from evaluation.leaderboard.regress import chance_score
+    from evaluation.runner import resolve_model, run_eval
+    from evaluation.taskfolder import TaskFolder
+
+    folder = TaskFolder.load(request.getfixturevalue(fixture))
+    outcome = run_eval(resolve_model("mel"), folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "runs",
+                       probe=ProbeConfig(protocol="knn", psds=False), progress=False)
+    results = outcome.results
+    chance = chance_score(folder, results["primary_score"])
+    print(fixture, results["primary_score"], results["score"]["mean"], "chance", chance)
+    assert results["score"]["mean"] > chance + 0.01
