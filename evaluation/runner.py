@@ -5,7 +5,9 @@ Output: ``<results_dir>/<model_id>/<task_folder>/<run>/results.json`` (``<run>``
 :mod:`evaluation.results`) and
 ``test.predicted-scores.json`` (the HEAR kit's file for the first seed, with ``embedding_path``), so numbers
 compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise);
-event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`).
+event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`);
+every run gets ``test.predictions.npz`` + ``test.predictions.json`` (per-clip test predictions of every seed and fold,
+:mod:`evaluation.predictions`).
 
 The output folders are checked writable before any work. A run's files are written as one unit: into a staged
 folder that replaces the run folder in one step (:func:`hear_atst.atomic.staged_dir`) under the run folder's lock,
@@ -37,6 +39,7 @@ from evaluation.embeddings import (
 )
 from evaluation.environment import cpu_model
 from evaluation.model_source import registered_model_source
+from evaluation.predictions import write_predictions
 from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
 from evaluation.provenance import code_provenance
 from evaluation.results import (
@@ -56,6 +59,7 @@ from hear_atst.foreign import foreign_model
 from hear_atst.locks import folder_lock
 from hear_atst.registry import check_model_options, find_model_spec
 from hear_atst.weights import weights_for_options
+from tasks.pipeline import prepare_synthetic
 from tasks.registry import resolve_task_folder
 
 VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "numpy",
@@ -98,8 +102,10 @@ def _foreign_setup(model: str | ModuleType | torch.nn.Module, weights: str | os.
                       source=source)
 
 
-def load_task_folder(task: str, tasks_dir: str | os.PathLike[str]) -> TaskFolder:
-    """Resolve ``task`` (registered name/alias, folder name or metadata ``task_name``) and validate the folder."""
+def load_task_folder(task: str, tasks_dir: str | os.PathLike[str], log: Log | None = None) -> TaskFolder:
+    """Resolve ``task`` (registered name/alias, folder name or metadata ``task_name``) and validate the folder.
+    A synthetic task (``demo``) that is not there yet is built first (seconds, no download)."""
+    prepare_synthetic(task, Path(tasks_dir), log)
     return TaskFolder.load(resolve_task_folder(task, Path(tasks_dir)))
 
 
@@ -109,6 +115,7 @@ class EvalOutcome:
     results_path: Path
     predicted_scores_path: Path
     events_path: Path | None = None  # event tasks: test.events.json
+    predictions_path: Path | None = None  # test.predictions.json (its arrays: test.predictions.npz beside it)
 
     def summary_line(self) -> str:
         """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``, plus how many of those (fold, seed)
@@ -159,6 +166,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     results = results_document(setup, folder, result, probe, embeddings_path, timing={
         "embed": embedded - started, "probe": finished - embedded, "total": finished - started})
     has_events = result.events is not None
+    predictions_name = None
     with folder_lock(out_dir, log):
         remove_stale_temp_files(out_dir.parent, recursive=False)
         with staged_dir(out_dir) as staged:
@@ -166,10 +174,13 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
                               {**result.to_predicted_scores(0), "embedding_path": str(embeddings_path)})
             if result.events is not None:
                 write_json_atomic(staged / EVENTS_FILENAME, result.events.to_json())
+            if result.predictions is not None:
+                predictions_name = write_predictions(staged, result.predictions).name
             write_json_atomic(staged / RESULTS_FILENAME, results)
     return EvalOutcome(results=read_results(out_dir / RESULTS_FILENAME), results_path=out_dir / RESULTS_FILENAME,
                        predicted_scores_path=out_dir / PREDICTED_SCORES_FILENAME,
-                       events_path=out_dir / EVENTS_FILENAME if has_events else None)
+                       events_path=out_dir / EVENTS_FILENAME if has_events else None,
+                       predictions_path=out_dir / predictions_name if predictions_name else None)
 
 
 def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, probe: ProbeConfig,

@@ -14,10 +14,11 @@ from typing import Annotated
 
 import typer
 
-from evaluation.commands import Device, Grid, TasksDirOpt
+from evaluation.commands import Device, Grid
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.commands import CHECK_FAILED, USAGE_ERROR
 from hear_atst.registry import Precision
+from tasks.commands import TASKS_DIR_HELP
 
 RUNS_FOLDER = "suite-runs"  # under --results-dir: one folder per run with run.json, logs/ and the leaderboard
 
@@ -60,12 +61,12 @@ def run_command(
     ] = None,
     weights: Annotated[list[str] | None, typer.Option(
         "--weights", help="MODEL=FILE: the checkpoint of one of --models (repeatable).")] = None,
-    tasks_dir: TasksDirOpt = None,
+    tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help=TASKS_DIR_HELP)] = None,
     embeddings_dir: Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the kit's layout).")
                               ] = Path(DEFAULT_EMBEDDINGS_DIR),
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json files go.")
                            ] = Path(DEFAULT_RESULTS_DIR),
-    protocol: Annotated[str, typer.Option("--protocol", help="Comma-separated probes: hear, linear.")] = "hear",
+    protocol: Annotated[str, typer.Option("--protocol", help="Comma-separated probes: hear, linear, knn.")] = "hear",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 of every probe.")] = 1,
     grid: Annotated[Grid, typer.Option("--grid", help="The kit's grid (hear protocol).")] = Grid.default,
     grid_points: Annotated[int | None, typer.Option("--grid-points", min=1, help="Grid points (hear protocol).")
