@@ -8,6 +8,7 @@ primary score; progress and notes go to stderr.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -63,6 +64,7 @@ TasksDirOpt = Annotated[Path | None, typer.Option(
 EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model (and, for eval, the probes).")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress display or notes on stderr (errors still).")]
 
 
 def embed_command(
@@ -74,6 +76,7 @@ def embed_command(
     embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
     device: DeviceOpt = Device.cpu,
     precision: PrecisionOpt = Precision.fp32,
+    quiet: QuietOpt = False,
 ) -> None:
     """Embed a task in the HEAR kit's layout (cached; an interrupted run resumes)."""
     from evaluation.runner import embed, load_task_folder, resolve_model
@@ -81,7 +84,7 @@ def embed_command(
     setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
-    path = _run(lambda: embed(setup, folder, embeddings_dir, log=_log))
+    path = _run(lambda: embed(setup, folder, embeddings_dir, progress=not quiet, log=None if quiet else _log))
     typer.echo(f"{folder.name} embeddings: {path}")
 
 
@@ -120,9 +123,15 @@ def eval_command(
     probe_precision: Annotated[Precision, typer.Option(
         "--probe-precision", help="Probe training GEMMs (bf16: float32 master weights, Adam and BatchNorm).")
     ] = Precision.fp32,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="State the work and its calibrated time estimate, then stop (nothing is written).")
+    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Embed (cached) -> probe -> score one task; writes results.json and test.predicted-scores.json."""
-    from evaluation.protocol import ProbeConfig
+    from evaluation.estimate import estimate_run
+    from evaluation.progress import ProgressDisplay
+    from evaluation.protocol import ProbeConfig, check_probe_settings
     from evaluation.runner import load_task_folder, resolve_model, run_eval
 
     hear_flags = (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
@@ -146,9 +155,18 @@ def eval_command(
     setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
                                        device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
-    outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
-                                    probe=probe, log=_log))
-    _log(f"results: {outcome.results_path}")
+    if dry_run or not quiet:
+        _run(lambda: check_probe_settings(probe, folder.metadata))
+        for line in _run(lambda: estimate_run(setup, folder, embeddings_dir, probe)).lines():
+            (typer.echo if dry_run else _log)(line)
+    if dry_run:
+        return
+    with ProgressDisplay() if not quiet else nullcontext() as display:
+        outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
+                                        probe=probe, progress=not quiet, log=None if quiet else _log,
+                                        probe_progress=display))
+    if not quiet:
+        _log(f"results: {outcome.results_path}")
     typer.echo(outcome.summary_line())
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from evaluation.probes.grid import sample_grid
 from evaluation.probes.linear import linear_head, linear_schedule, standardize
 from evaluation.probes.mlp import HeadConfig, compute_dtype, predict
 from evaluation.probes.train import Member, Schedule, Trained, train_heads
+from evaluation.progress import PhaseFinished, PhaseStarted, ProbeFinished, ProbePlan, ProgressCallback
 from evaluation.results import FoldEvents
 from evaluation.scores import EventMap, get_score, psds
 
@@ -131,6 +132,36 @@ def check_probe_settings(config: ProbeConfig, metadata: dict[str, Any]) -> None:
     if config.max_epochs is not None and config.protocol == "hear":
         for point in sample_grid(metadata, config.grid_points, config.grid):
             _check_epoch_cap(config.max_epochs, point["check_val_every_n_epoch"])
+
+
+def candidates(config: ProbeConfig, metadata: dict[str, Any], n_train: int, maximize: bool
+               ) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
+    """The grid points: hyper-parameters, heads and each head's schedule under this run's settings (the kit's
+    fast/faster grids vary ``max_epochs``, ``check_val_every_n_epoch`` and ``patience`` between points)."""
+    if config.protocol == "linear":
+        head = linear_head(config.linear_lr, config.linear_weight_decay)
+        schedule = linear_schedule(n_train, maximize)
+        hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
+                    "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
+                    "patience": schedule.patience}]
+        return hparams, [head], [_with_run_settings(config, schedule)]
+    hparams = sample_grid(metadata, config.grid_points, config.grid)
+    heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
+                        lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
+             for h in hparams]
+    schedules = [_with_run_settings(config, Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
+                                                     h["batch_size"], maximize=maximize)) for h in hparams]
+    return hparams, heads, schedules
+
+
+def _with_run_settings(config: ProbeConfig, schedule: Schedule) -> Schedule:
+    """A grid point's ``schedule`` under this run's settings: batch order, the kit's stop on non-finite values,
+    and ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
+    schedule = dataclasses.replace(schedule, shuffle=config.shuffle, stop_on_non_finite=config.stop_on_non_finite)
+    if config.max_epochs is None:
+        return schedule
+    _check_epoch_cap(config.max_epochs, schedule.check_every)
+    return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, config.max_epochs))
 
 
 def fold_rotation(metadata: dict[str, Any]) -> list[dict[str, list[str]]]:
@@ -247,9 +278,9 @@ def _loss(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
 
 
 class _Evaluator:
-    def __init__(self, task: TaskEmbeddings, config: ProbeConfig):
+    def __init__(self, task: TaskEmbeddings, config: ProbeConfig, progress: ProgressCallback | None = None):
         _check_task(task)
-        self.task, self.config = task, config
+        self.task, self.config, self.progress = task, config, progress
         self.metadata = task.metadata
         self.labels = [str(label) for label in task.label_vocabulary]
         self.multilabel = task.prediction_type == "multilabel"
@@ -265,33 +296,7 @@ class _Evaluator:
     # ---------------------------------------------------------------- heads and schedules
 
     def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
-        """The grid points: hyper-parameters, heads and each head's schedule (the kit's fast/faster grids vary
-        ``max_epochs``, ``check_val_every_n_epoch`` and ``patience`` between points)."""
-        config = self.config
-        if config.protocol == "linear":
-            head = linear_head(config.linear_lr, config.linear_weight_decay)
-            schedule = linear_schedule(n_train, self.maximize)
-            hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
-                        "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
-                        "patience": schedule.patience}]
-            return hparams, [head], [self._with_run_settings(schedule)]
-        hparams = sample_grid(self.metadata, config.grid_points, config.grid)
-        heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
-                            lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
-                 for h in hparams]
-        schedules = [self._with_run_settings(Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
-                                                      h["batch_size"], maximize=self.maximize)) for h in hparams]
-        return hparams, heads, schedules
-
-    def _with_run_settings(self, schedule: Schedule) -> Schedule:
-        """A grid point's ``schedule`` under this run's settings: batch order, the kit's stop on non-finite values,
-        and ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
-        config = self.config
-        schedule = dataclasses.replace(schedule, shuffle=config.shuffle, stop_on_non_finite=config.stop_on_non_finite)
-        if config.max_epochs is None:
-            return schedule
-        _check_epoch_cap(config.max_epochs, schedule.check_every)
-        return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, config.max_epochs))
+        return candidates(self.config, self.metadata, n_train, self.maximize)
 
     def _validator(self, fold: _Fold):
         targets = fold.y[fold.valid_rows]
@@ -342,9 +347,10 @@ class _Evaluator:
         if self.config.protocol == "linear":  # standardisation differs per fold: one fold at a time
             return [t for fold in folds
                     for t in train_heads(self._members([fold], heads, seed), self._x_for(fold.train_rows),
-                                         self.data.y, schedule, self.multilabel, self.config.precision)]
+                                         self.data.y, schedule, self.multilabel, self.config.precision,
+                                         self.progress)]
         return train_heads(self._members(folds, heads, seed), self.data.x, self.data.y, schedule, self.multilabel,
-                           self.config.precision)
+                           self.config.precision, self.progress)
 
     # ---------------------------------------------------------------- test
 
@@ -385,25 +391,44 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- one seed
 
-    def run_seed(self, seed: int, log: Callable[[str], None] | None = None
-                 ) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
-        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events); ``log``
-        gets a line after the grid search and after the other folds."""
+    def plan(self) -> ProbePlan:
+        """The work of :meth:`run_seed` for every seed, at most (the progress display's bound)."""
+        _, _, schedules = self._candidates(len(self.folds[0].train_rows))
+        return ProbePlan(task=self.task.task_name, protocol=self.config.protocol, seeds=tuple(self.config.seeds),
+                         folds=tuple(fold.name for fold in self.folds), grid_points=len(schedules),
+                         grid_head_epochs=sum(s.max_epochs for s in schedules),
+                         retrain_head_epochs=(len(self.folds) - 1) * max(s.max_epochs for s in schedules))
+
+    def _phase(self, seed: int, phase: str, folds: Sequence[_Fold], heads: Sequence[HeadConfig],
+               schedules: Sequence[Schedule]) -> tuple[list[Trained], float]:
+        """``_train`` announced to the progress callback; the trained heads and the seconds it took."""
+        names = tuple(fold.name for fold in folds)
+        if self.progress:
+            self.progress(PhaseStarted(seed=seed, phase=phase, folds=names, heads=len(folds) * len(heads),
+                                       head_epochs=len(folds) * sum(s.max_epochs for s in schedules)))
         start = time.time()
+        trained = self._train(folds, heads, schedules, seed)
+        return trained, time.time() - start
+
+    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
+        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events); the
+        progress callback hears of the grid phase and of the retraining on the other folds."""
         first = self.folds[0]
         hparams, heads, schedules = self._candidates(len(first.train_rows))
-        grid = self._train([first], heads, schedules, seed)
+        grid, grid_seconds = self._phase(seed, "grid", [first], heads, schedules)
         order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
         best = order[0]
-        grid_minutes = (time.time() - start) / 60
-        if log:
-            log(f"seed {seed}: {len(grid)} grid point(s) trained on {first.name} in {60 * grid_minutes:.0f} s; point "
-                f"{best} chosen (validation {grid[best].best_value:.4f})")
-        start = time.time()
-        others = self._train(self.folds[1:], [heads[best]], [schedules[best]], seed) if len(self.folds) > 1 else []
-        other_minutes = (time.time() - start) / 60
-        if log and others:
-            log(f"seed {seed}: point {best} trained on the {len(others)} other fold(s) in {60 * other_minutes:.0f} s")
+        grid_minutes = grid_seconds / 60
+        if self.progress:
+            self.progress(PhaseFinished(seed=seed, phase="grid", folds=(first.name,), heads=len(grid),
+                                        seconds=grid_seconds, chosen=best, best=grid[best].best_value))
+        others, other_minutes = [], 0.0
+        if len(self.folds) > 1:
+            others, other_seconds = self._phase(seed, "retrain", self.folds[1:], [heads[best]], [schedules[best]])
+            other_minutes = other_seconds / 60
+            if self.progress:
+                self.progress(PhaseFinished(seed=seed, phase="retrain", folds=tuple(f.name for f in self.folds[1:]),
+                                            heads=len(others), seconds=other_seconds, chosen=best))
         per_fold = [grid[best], *others]
         folds_json: dict[str, Any] = {}
         kit: dict[str, Any] = {}
@@ -470,19 +495,23 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 
 
-def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, log: Callable[[str], None] | None = None
+def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, progress: ProgressCallback | None = None
              ) -> TaskResult:
-    """Train and test probes on one task; see the module docstring for the protocol. ``log`` receives progress
-    lines (two a seed)."""
+    """Train and test probes on one task; see the module docstring for the protocol. ``progress`` receives the
+    stage's events (:mod:`evaluation.progress`): the plan, each phase's start and end, each bank's epochs."""
     config = config or ProbeConfig()
     start = time.time()
-    evaluator = _Evaluator(task, config)
+    evaluator = _Evaluator(task, config, progress)
+    if progress:
+        progress(evaluator.plan())
     runs, kits, events = [], [], []
     for seed in config.seeds:
-        run, kit, fold_events = evaluator.run_seed(seed, log)
+        run, kit, fold_events = evaluator.run_seed(seed)
         runs.append(run)
         kits.append(kit)
         events.append(fold_events)
+    if progress:
+        progress(ProbeFinished(seconds=time.time() - start))
     metric_names = list(task.metadata["evaluation"])
     if task.embedding_type == "event" and config.psds:
         metric_names.append("psds1")

@@ -24,6 +24,7 @@ import torch
 
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
 from evaluation.environment import cpu_model
+from evaluation.progress import ProgressCallback
 from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
 from evaluation.results import (
     DEFAULT_EMBEDDINGS_DIR,
@@ -97,9 +98,11 @@ def run_folder(results_dir: str | os.PathLike[str], setup: ModelSetup, folder: T
 
 def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
              results_dir: str | os.PathLike[str] = DEFAULT_RESULTS_DIR, probe: ProbeConfig | None = None,
-             progress: bool = True, log: Log | None = None) -> EvalOutcome:
+             progress: bool = True, log: Log | None = None, probe_progress: ProgressCallback | None = None
+             ) -> EvalOutcome:
     """Embed (cached), probe and score one task; write ``results.json``, ``test.predicted-scores.json`` and, for
-    event tasks, ``test.events.json``."""
+    event tasks, ``test.events.json``. ``progress`` shows the embedding progress bar; ``probe_progress`` receives
+    the probe stage's events (e.g. a :class:`evaluation.progress.ProgressDisplay`)."""
     probe = probe or ProbeConfig()
     check_probe_settings(probe, folder.metadata)  # before embedding, which may take hours
     started = time.perf_counter()
@@ -108,7 +111,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     task_embeddings = load_task_embeddings(embeddings_path)
     if log:
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
-    result = evaluate(task_embeddings, probe, log)
+    result = evaluate(task_embeddings, probe, probe_progress)
     finished = time.perf_counter()
     out_dir = run_folder(results_dir, setup, folder, probe)
     results = results_document(setup, folder, result, probe, timing={
