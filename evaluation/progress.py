@@ -263,7 +263,7 @@ class ProgressDisplay:
         from rich.live import Live
 
         if self._live is None:
-            self._console = Console(file=self.stream)
+            self._console = Console(file=self.stream, force_terminal=True)  # live: asked for, or a terminal
             self._live = Live(self._renderable(), console=self._console, refresh_per_second=2, transient=True)
             self._live.start()
         for line in self.state.lines:
