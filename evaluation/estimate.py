@@ -27,13 +27,17 @@ included), which are small next to the stages above on the tasks measured.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile
 import torch
 
 from evaluation.data import frame_labels
@@ -372,8 +376,6 @@ def clip_seconds(folder: TaskFolder) -> dict[str, list[float]]:
     duration = folder.metadata.get("sample_duration")
     if duration:
         return {split: [float(duration)] * len(folder.labels[split]) for split in folder.splits}
-    import soundfile
-
     rate = (folder.original_rates() or folder.sample_rates())[0]
     return {split: [soundfile.info(str(folder.path / str(rate) / split / name)).duration
                     for name in folder.labels[split]] for split in folder.splits}
@@ -385,15 +387,15 @@ def device_name(device: str) -> str:
     return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
 
 
-def _cached_rows(out_dir: Any, splits: Sequence[str]) -> tuple[dict[str, int], int]:
-    import json
-
+def _cached_rows(out_dir: Path, splits: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Rows per split and the dimensions of a complete embedding cache (its ``embedding-dimensions`` files)."""
     dims = {split: json.loads((out_dir / f"{split}.embedding-dimensions.json").read_text(encoding="utf-8"))
             for split in splits}
     return {split: int(d[0]) for split, d in dims.items()}, int(next(iter(dims.values()))[1])
 
 
-def estimate_run(setup: ModelSetup, folder: TaskFolder, embeddings_dir: Any, config: ProbeConfig) -> RunEstimate:
+def estimate_run(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLike[str], config: ProbeConfig
+                 ) -> RunEstimate:
     """The plan and the calibrated time of ``run_eval(setup, folder, ...)``; reads the task folder (its audio
     headers at most) and the embedding cache, loads and runs the model on noise, writes nothing."""
     durations = clip_seconds(folder)

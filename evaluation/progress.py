@@ -131,7 +131,6 @@ class ProgressState:
         self.finished_used = 0  # head-epochs trained in finished phases
         self.finished_bound = 0  # ... and their bound
         self.finished: float | None = None
-        self.lines: list[str] = []  # lines the display should print (finished phases), consumed by it
 
     # ---------------------------------------------------------------- events
 
@@ -153,7 +152,6 @@ class ProgressState:
             self.finished_used += self.phase_done
             self.finished_bound += self.phase.head_epochs if self.phase else self.phase_done
             self.phase, self.bank, self.epoch = None, None, None
-            self.lines.append(phase_line(event))
         elif isinstance(event, ProbeFinished):
             self.finished = event.seconds
 
@@ -215,9 +213,6 @@ class ProgressState:
                          if self.finished_bound else f"left <= {format_duration(at_most)}")
         return " · ".join(parts)
 
-    def fraction_done(self) -> float:
-        return self.done / self.bound if self.bound else 0.0
-
 
 class ProgressDisplay:
     """A :data:`ProgressCallback` that shows a :class:`ProgressState` on ``stream`` (stderr by default).
@@ -241,7 +236,7 @@ class ProgressDisplay:
     def __call__(self, event: ProgressEvent) -> None:
         self.state.update(event)
         if self.live_mode:
-            self._show_live()
+            self._show_live(event)
         else:
             self._show_plain(event)
         if isinstance(event, ProbeFinished):
@@ -249,16 +244,15 @@ class ProgressDisplay:
 
     def _show_plain(self, event: ProgressEvent) -> None:
         now = self.clock()
-        for line in self.state.lines:
-            print(line, file=self.stream, flush=True)
-        self.state.lines.clear()
+        if isinstance(event, PhaseFinished):
+            print(phase_line(event), file=self.stream, flush=True)
         if self._last_line is None:
             self._last_line = now
         elif isinstance(event, EpochFinished) and now - self._last_line >= self.interval:
             print(self.state.line(), file=self.stream, flush=True)
             self._last_line = now
 
-    def _show_live(self) -> None:
+    def _show_live(self, event: ProgressEvent) -> None:
         from rich.console import Console
         from rich.live import Live
 
@@ -266,9 +260,8 @@ class ProgressDisplay:
             self._console = Console(file=self.stream, force_terminal=True)  # live: asked for, or a terminal
             self._live = Live(self._renderable(), console=self._console, refresh_per_second=2, transient=True)
             self._live.start()
-        for line in self.state.lines:
-            self._console.print(line, highlight=False)
-        self.state.lines.clear()
+        if isinstance(event, PhaseFinished):
+            self._console.print(phase_line(event), highlight=False)
         self._live.update(self._renderable())
 
     def _renderable(self) -> Any:

@@ -21,6 +21,7 @@ from evaluation.progress import (
     ProgressEvent,
     ProgressState,
     format_duration,
+    phase_line,
 )
 from evaluation.protocol import ProbeConfig, evaluate
 
@@ -122,11 +123,12 @@ def test_time_left_is_the_measured_rate_times_the_head_epochs_left():
     for event in events[7:]:
         clock.now += 1.0
         state.update(event)
-    state.update(PhaseFinished(seed=0, phase="grid", folds=("f0",), heads=2, seconds=14.0, chosen=1, best=0.5))
+    finished = PhaseFinished(seed=0, phase="grid", folds=("f0",), heads=2, seconds=14.0, chosen=1, best=0.5)
+    state.update(finished)
     assert (state.done, state.bound, state.finished_used, state.finished_bound) == (14, 24, 14, 20)
     expected, at_most = state.seconds_left()
     assert at_most == pytest.approx(10.0) and expected == pytest.approx(10.0 * 14 / 20)  # 10 head-epochs at 1 s
-    assert state.lines == ["seed 0: 2 grid point(s) trained on f0 in 14 s; point 1 chosen (validation 0.5000)"]
+    assert phase_line(finished) == "seed 0: 2 grid point(s) trained on f0 in 14 s; point 1 chosen (validation 0.5000)"
 
 
 def test_off_a_terminal_the_display_prints_phase_lines_and_a_status_line_every_interval():
