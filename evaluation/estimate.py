@@ -115,6 +115,7 @@ class EmbedEstimate:
     load_seconds: float = 0.0
     audio_per_second: float | None = None  # the model's calibrated throughput (seconds of audio per second)
     read_seconds: float = 0.0  # reading one clip (timed on a few of the task's)
+    resampled: bool = False  # the task has no folder at the model's rate: it is resampled first (not estimated)
 
     def seconds(self) -> float:
         if self.cached or not self.audio_per_second:
@@ -148,11 +149,13 @@ class RunEstimate:
             out.append(f"  embed: {embed.clips} clips, {audio} of audio at {embed.rate} Hz: ~"
                        f"{format_duration(embed.seconds())} (the model: {embed.audio_per_second:.1f} s of audio per "
                        f"second; loading it {embed.load_seconds:.1f} s; reading a clip {1000 * embed.read_seconds:.1f}"
-                       " ms)")
+                       " ms)" + ("; the audio is resampled to that rate first (not estimated)" if embed.resampled
+                                 else ""))
         rows = ", ".join(f"{split} {n}" for split, n in probe.rows.items())
-        out.append(f"  probe: {probe.protocol} protocol, {probe.grid_points} grid point(s) on the first fold, then "
-                   f"the chosen one on {probe.folds - 1} other fold(s), {probe.seeds} seed(s); rows x dims "
-                   f"{sum(probe.rows.values())} x {probe.dims} ({rows}; first fold trains on {probe.train_rows})")
+        others = f", then the chosen one on {probe.folds - 1} other fold(s)" if probe.folds > 1 else ""
+        out.append(f"  probe: {probe.protocol} protocol, {probe.grid_points} grid point(s) on the first fold{others}, "
+                   f"{probe.seeds} seed(s); rows x dims {sum(probe.rows.values())} x {probe.dims} ({rows}; the first "
+                   f"fold trains on {probe.train_rows})")
         expected, at_most = probe.seconds()
         out.append(f"  probe: ~{format_duration(expected)} (at most {format_duration(at_most)} if no head stops "
                    "early)")
@@ -179,7 +182,7 @@ def faster_options(config: ProbeConfig, setup: ModelSetup) -> tuple[str, ...]:
         if config.grid == "default":
             options.append("--grid fast / --grid faster")
         if config.grid_points > 1:
-            options.append("--grid-points N (fewer than " f"{config.grid_points})")
+            options.append(f"--grid-points N (fewer than {config.grid_points})")
     return tuple(options)
 
 
@@ -414,7 +417,8 @@ def estimate_run(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os
                 for split, d in durations.items()}
         embed = EmbedEstimate(clips=clips, audio_seconds=audio, rate=calibration.rate, cached=False,
                               load_seconds=calibration.load_seconds, audio_per_second=calibration.audio_per_second,
-                              read_seconds=read_seconds(folder, calibration.rate))
+                              read_seconds=read_seconds(folder, calibration.rate),
+                              resampled=calibration.rate not in folder.sample_rates())
     probe = calibrate_probe(config, folder, rows, dims)
     return RunEstimate(task=folder.name, model_id=setup.model_id, device=device_name(config.device),
                        on_cpu=not config.device.startswith("cuda"), embed=embed, probe=probe,

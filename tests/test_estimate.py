@@ -62,7 +62,7 @@ def test_the_plan_names_faster_options_only_past_an_hour_on_the_cpu():
         "  embed: 60 clips, 30s of audio at 16000 Hz: ~2s (the model: 30.0 s of audio per second; loading it 1.0 s; "
         "reading a clip 0.0 ms)",
         "  probe: hear protocol, 1 grid point(s) on the first fold, then the chosen one on 2 other fold(s), 1 seed(s); "
-        "rows x dims 60 x 128 (fold00 20, fold01 20, fold02 20; first fold trains on 20)",
+        "rows x dims 60 x 128 (fold00 20, fold01 20, fold02 20; the first fold trains on 20)",
         "  probe: ~10m00s (at most 10m00s if no head stops early)",
         "  total: ~10m02s (at most 10m02s)",
     ]
@@ -105,7 +105,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(spoken_digit_task: Path, tmp
     assert lines[1].startswith("  embed: 100 clips, 56s of audio at 16000 Hz: ~")
     assert lines[2] == ("  probe: hear protocol, 8 grid point(s) on the first fold, then the chosen one on 4 other "
                         "fold(s), 1 seed(s); rows x dims 100 x 128 (fold00 20, fold01 20, fold02 20, fold03 20, "
-                        "fold04 20; first fold trains on 60)")
+                        "fold04 20; the first fold trains on 60)")
     assert lines[3].startswith("  probe: ~") and lines[4].startswith("  total: ~")
     assert not (tmp_path / "embeddings").exists() and not (tmp_path / "results").exists()
     assert _tree(spoken_digit_task) == before
