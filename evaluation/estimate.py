@@ -9,11 +9,13 @@ on, grid points, folds and seeds. The time comes from a short calibration on the
   second times the task's audio gives the model's share; the same call gives the embedding size and, for event
   tasks, the frames per second (so the rows the probes will see). A few of the task's clips are read (timed):
   every clip is read twice (checked, then embedded).
-- **probes**: for every bank the run trains (heads of one architecture and schedule), a few training steps of
-  a bank of that many heads at the task's batch and embedding sizes (one to warm up, three timed), one
-  evaluation-mode pass over the validation rows, and one scoring of the validation split with the task's
-  primary score (event tasks: the post-processing search on the real reference events, with predictions near
-  them), so a head-epoch costs ``steps x step / heads + (forward + score) / check interval``.
+- **probes**: every bank the run trains (heads of one architecture and schedule; for the retraining, the
+  point's head on every other fold, per architecture in the grid) is trained for three epochs, each validated, by
+  the real training loop on random rows of the task's width (at most two batches of training rows and 4096
+  validation rows); the last two epochs' training and validation times, scaled to the task's rows, plus one
+  scoring of the validation split with the task's primary score (event tasks: the post-processing search on the
+  real reference events, with predictions near them), give a head-epoch:
+  ``epoch / heads + (validation / heads + scoring) / check interval``.
 
 Early stopping decides most of the probe time and cannot be calibrated: a head trains at least ``check_every x
 (patience + 1)`` epochs when it can stop (its first check best, then ``patience`` checks without improvement),
@@ -27,6 +29,7 @@ included), which are small next to the stages above on the tasks measured.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -44,10 +47,9 @@ from evaluation.data import frame_labels
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, is_complete, task_embeddings_dir
 from evaluation.environment import cpu_model
 from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
-from evaluation.probes.allocator import reuse_freed_memory
-from evaluation.probes.mlp import HeadConfig, MLPBank, compute_dtype, predict_bank
-from evaluation.probes.train import Schedule
-from evaluation.progress import format_duration
+from evaluation.probes.mlp import HeadConfig
+from evaluation.probes.train import Member, Schedule, train_heads
+from evaluation.progress import BankStarted, EpochFinished, ProgressEvent, StepFinished, format_duration
 from evaluation.protocol import ProbeConfig, candidates, fold_rotation
 from evaluation.scores import get_score
 from evaluation.taskfolder import TaskFolder
@@ -196,19 +198,18 @@ def _sync(device: torch.device) -> None:
 
 def _timed(call: Callable[[], Any], device: torch.device, warmup: int = 1, calls: int = 3,
            budget: float | None = None) -> float:
-    """Seconds per call: ``warmup`` untimed calls, then ``calls`` timed ones (or fewer once ``budget`` has passed)."""
+    """Seconds per call: ``warmup`` untimed calls, then up to ``calls`` timed ones (fewer once ``budget`` seconds
+    have passed); the median, so that one call slowed by another process does not count for all."""
     for _ in range(warmup):
         call()
     _sync(device)
-    start = time.perf_counter()
-    n = 0
-    while n < calls:
+    times: list[float] = []
+    while len(times) < calls and (budget is None or sum(times) < budget):
+        start = time.perf_counter()
         call()
-        n += 1
         _sync(device)
-        if budget is not None and time.perf_counter() - start >= budget:
-            break
-    return (time.perf_counter() - start) / n
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 @dataclass(frozen=True)
@@ -265,40 +266,44 @@ def read_seconds(folder: TaskFolder, rate: int) -> float:
                   calls=min(20, len(folder.labels[split])), budget=CALIBRATION_SECONDS / 4)
 
 
-def _bank(heads: Sequence[HeadConfig], dims: int, n_labels: int, device: str, precision: str) -> MLPBank:
-    return MLPBank([MLPBank.init_state(h, dims, n_labels, seed) for seed, h in enumerate(heads)], device, precision)
-
-
-def step_seconds(heads: Sequence[HeadConfig], dims: int, n_labels: int, batch: int, multilabel: bool,
-                 device: str, precision: str) -> float:
-    """Seconds of one training step (forward, backward, Adam) of a bank of ``heads`` on ``batch`` random rows."""
-    reuse_freed_memory()
-    bank = _bank(heads, dims, n_labels, device, precision)
+def bank_seconds(heads: Sequence[HeadConfig], batch_size: int, dims: int, n_labels: int, n_train: int,
+                 n_valid: int, multilabel: bool, device: str, precision: str, separate: bool = False
+                 ) -> tuple[float, float]:
+    """(one head's epoch of training, one head's validation pass without scoring) for a bank of ``heads``, timed on
+    the real training loop (:func:`train_heads`) over random rows: at most two batches of training rows and 4096
+    validation rows, three epochs each validated, the first left out; scaled to ``n_train`` and ``n_valid`` rows.
+    ``separate``: every head on its own rows (the retraining of one point on several folds)."""
+    rows_t, rows_v = min(n_train, 2 * batch_size), max(1, min(n_valid, VALIDATION_ROWS))
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, dims, generator=generator).to(device=device, dtype=compute_dtype(precision))
+    x = torch.randn(rows_t + rows_v, dims, generator=generator)
+    labels = torch.randint(n_labels, (rows_t + rows_v,), generator=generator)
+    y = torch.nn.functional.one_hot(labels, n_labels).float()
     if multilabel:
-        targets = (torch.rand(batch, n_labels, generator=generator) < 0.1).float().to(device)
-    else:
-        targets = torch.randint(n_labels, (batch,), generator=generator).to(device)
-    dropout = torch.Generator(device=device).manual_seed(0)
+        y = torch.maximum(y, (torch.rand(y.shape, generator=generator) < 0.1).float())
+    train, valid = np.arange(rows_t), np.arange(rows_t, rows_t + rows_v)
+    members = [Member(config=head, init_seed=i, shuffle_seed=i if separate else 0, train_rows=train,
+                      valid_rows=np.roll(valid, i) if separate else valid, validate=lambda p, lg: (0.5, None),
+                      data_key=str(i) if separate else "") for i, head in enumerate(heads)]
+    schedule = Schedule(max_epochs=3, check_every=1, patience=10**6, batch_size=batch_size)
+    marks: list[tuple[str, float]] = []
+    sync_device = torch.device(device)
 
-    def step() -> None:
-        bank.loss(bank.forward(x, train=True, generator=dropout), targets, multilabel).backward()
-        bank.adam_step()
+    def record(event: ProgressEvent) -> None:
+        if isinstance(event, BankStarted | StepFinished | EpochFinished):
+            _sync(sync_device)
+            marks.append((type(event).__name__, time.perf_counter()))
 
-    return _timed(step, torch.device(device), budget=CALIBRATION_SECONDS / 2)
-
-
-def forward_seconds(heads: Sequence[HeadConfig], dims: int, n_labels: int, rows: int, multilabel: bool,
-                    device: str, precision: str) -> float:
-    """Seconds of an evaluation-mode pass of a bank of ``heads`` over ``rows`` rows (timed on at most 4096)."""
-    bank = _bank(heads, dims, n_labels, device, precision)
-    timed_rows = max(1, min(rows, VALIDATION_ROWS))
-    x = torch.randn(timed_rows, dims, generator=torch.Generator().manual_seed(1)).to(
-        device=device, dtype=compute_dtype(precision))
-    seconds = _timed(lambda: predict_bank(bank, x, multilabel), torch.device(device), calls=2,
-                     budget=CALIBRATION_SECONDS / 2)
-    return seconds * rows / timed_rows
+    train_heads(members, x.to(device), y.to(device), schedule, multilabel, precision, record)
+    trains, checks = [], []
+    epoch_start = marks[0][1]
+    for (kind, at), (_, before) in zip(marks[1:], marks[:-1], strict=True):
+        if kind == "EpochFinished":
+            trains.append(before - epoch_start)
+            checks.append(at - before)
+            epoch_start = at
+    steps, timed_steps = math.ceil(n_train / batch_size), math.ceil(rows_t / batch_size)
+    train_seconds, check_seconds = float(np.mean(trains[1:])), float(np.mean(checks[1:]))
+    return train_seconds * steps / timed_steps / len(heads), check_seconds * n_valid / rows_v / len(heads)
 
 
 def scoring_seconds(folder: TaskFolder, valid_splits: Sequence[str], rows: dict[str, int]) -> float:
@@ -351,20 +356,25 @@ def calibrate_probe(config: ProbeConfig, folder: TaskFolder, rows: dict[str, int
     for index, (head, schedule) in enumerate(zip(heads, schedules, strict=True)):
         groups.setdefault((schedule, head.family), []).append(index)
     per_point: dict[int, tuple[float, float]] = {}  # grid point -> (epoch seconds, check seconds) of one head
+    measure = functools.partial(bank_seconds, dims=dims, n_labels=n_labels, n_train=train_rows, n_valid=valid_rows,
+                                multilabel=multilabel, device=config.device, precision=config.precision)
     grid = []
     for (schedule, _), indices in groups.items():
-        bank_heads = [heads[i] for i in indices]
-        batch = min(schedule.batch_size, train_rows)
-        steps = math.ceil(train_rows / schedule.batch_size)
-        epoch = steps * step_seconds(bank_heads, dims, n_labels, batch, multilabel, config.device,
-                                     config.precision) / len(indices)
-        check = forward_seconds(bank_heads, dims, n_labels, valid_rows, multilabel, config.device,
-                                config.precision) / len(indices) + score_seconds
-        per_point.update({i: (epoch, check) for i in indices})
-        grid.append(BankWork(len(indices), schedule.max_epochs, schedule.check_every, schedule.patience, epoch, check))
+        epoch, check = measure([heads[i] for i in indices], schedule.batch_size)
+        per_point.update({i: (epoch, check + score_seconds) for i in indices})
+        grid.append(BankWork(len(indices), schedule.max_epochs, schedule.check_every, schedule.patience, epoch,
+                             check + score_seconds))
     others = len(rotation) - 1
-    retrain = tuple(BankWork(others / len(heads), schedules[i].max_epochs, schedules[i].check_every,
-                             schedules[i].patience, *per_point[i]) for i in range(len(heads))) if others else ()
+    retrain: tuple[BankWork, ...] = ()
+    if others:  # one bank of the chosen point on every other fold (the linear probe: one fold at a time)
+        together: dict[Any, tuple[float, float]] = {}
+        for i, head in enumerate(heads):
+            if config.protocol != "linear" and head.family not in together:
+                together[head.family] = measure([head] * others, schedules[i].batch_size, separate=True)
+        costs = {i: (together[heads[i].family][0], together[heads[i].family][1] + score_seconds)
+                 if heads[i].family in together else per_point[i] for i in range(len(heads))}
+        retrain = tuple(BankWork(others / len(heads), schedules[i].max_epochs, schedules[i].check_every,
+                                 schedules[i].patience, *costs[i]) for i in range(len(heads)))
     return ProbeEstimate(protocol=config.protocol, rows=rows, dims=dims, train_rows=train_rows,
                          grid_points=len(heads), folds=len(rotation), seeds=len(config.seeds), grid=tuple(grid),
                          retrain=retrain)

@@ -1,20 +1,20 @@
 """Progress of the probe stage: plain event objects from the training loop, a state that turns them into an
 honest estimate of the time left, and a display on stderr.
 
-Any probe emits the events below through one callable (``progress(event)``); :func:`evaluation.protocol.evaluate`
-emits the plan, the phases and the end, the training loop (:func:`evaluation.probes.train.train_heads`) emits
-one :class:`EpochFinished` a bank and epoch. Events are small frozen dataclasses (picklable, so a worker process
-can forward them). :class:`ProgressState` folds them into what a person wants to see (seed, fold, phase, epoch,
-heads training and stopped, best validation score, elapsed, time left) and :class:`ProgressDisplay` shows that
-state: one live rich display on a terminal, or, when the stream is not a terminal (logs, CI), the phases' start
-and end lines plus one status line every ``interval`` seconds. A suite runner keeps one state per job and calls
-:meth:`ProgressState.line` for its own view.
+Any probe emits the events below through one callable (``progress(event)``): :func:`evaluation.protocol.evaluate`
+emits the plan, the phases and the end; the training loop (:func:`evaluation.probes.train.train_heads`) emits a
+:class:`BankStarted` a bank, a :class:`StepFinished` a batch and an :class:`EpochFinished` an epoch. Events are
+small frozen dataclasses (picklable, so a worker process can forward them). :class:`ProgressState` folds them into
+what a person wants to see (seed, fold, phase, epoch, heads training and stopped, best validation score, elapsed,
+time left) and :class:`ProgressDisplay` shows that state: one live rich display on a terminal, or, when the stream
+is not a terminal (logs, CI), the phases' end lines plus one status line every ``interval`` seconds. A suite
+runner keeps one state per job and calls :meth:`ProgressState.line` for its own view.
 
 Time left: the work is counted in head-epochs (one head trained for one epoch, its validation included). The
 plan gives the most head-epochs the stage can take (every head to its ``max_epochs``); a head that stops early
 removes the epochs it will not train. The time left is the rate measured so far (seconds per head-epoch) times
-the head-epochs left at most; once a phase has finished, the share of its bound it actually used scales the rest
-(``~`` in the line), and the bound stays shown as ``<=``.
+the head-epochs left at most (the epoch under way counted by its finished batches); once a phase has finished,
+the share of its bound it actually used scales the rest (``~`` in the line), and the bound stays shown as ``<=``.
 """
 
 from __future__ import annotations
@@ -72,6 +72,15 @@ class EpochFinished:
 
 
 @dataclass(frozen=True)
+class StepFinished:
+    """One training batch of a bank (an epoch of a wide problem can take minutes)."""
+
+    step: int  # batches done in this epoch, from 1
+    steps: int  # batches in the epoch
+    heads: int  # heads training
+
+
+@dataclass(frozen=True)
 class PhaseFinished:
     seed: int
     phase: Phase
@@ -87,7 +96,7 @@ class ProbeFinished:
     seconds: float
 
 
-ProgressEvent = ProbePlan | PhaseStarted | BankStarted | EpochFinished | PhaseFinished | ProbeFinished
+ProgressEvent = ProbePlan | PhaseStarted | BankStarted | StepFinished | EpochFinished | PhaseFinished | ProbeFinished
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
@@ -126,6 +135,7 @@ class ProgressState:
         self.bank: BankStarted | None = None
         self.stopped_before = 0  # heads stopped early in this phase's earlier banks
         self.epoch: EpochFinished | None = None
+        self.step: StepFinished | None = None  # the epoch under way, when a batch of it has finished
         self.best: float | None = None
         self.maximize = True
         self.finished_used = 0  # head-epochs trained in finished phases
@@ -135,19 +145,21 @@ class ProgressState:
     # ---------------------------------------------------------------- events
 
     def update(self, event: ProgressEvent) -> None:
-        now = self.clock()
         if self.started is None:
-            self.started = now
-        if isinstance(event, ProbePlan):
+            self.started = self.clock()
+        if isinstance(event, StepFinished):
+            self.step = event
+        elif isinstance(event, ProbePlan):
             self.plan = event
             self.bound = len(event.seeds) * (event.grid_head_epochs + event.retrain_head_epochs)
         elif isinstance(event, PhaseStarted):
             self._start_phase(event)
         elif isinstance(event, BankStarted):
-            self.bank, self.epoch, self.maximize = event, None, event.maximize
+            self.bank, self.epoch, self.step, self.maximize = event, None, None, event.maximize
             self.stopped_before = self.phase_stopped
         elif isinstance(event, EpochFinished):
             self._epoch(event)
+            self.step = None
         elif isinstance(event, PhaseFinished):
             self.finished_used += self.phase_done
             self.finished_bound += self.phase.head_epochs if self.phase else self.phase_done
@@ -182,10 +194,11 @@ class ProgressState:
     def seconds_left(self) -> tuple[float | None, float | None]:
         """(expected, at most) seconds left; None until one head-epoch has been timed. Expected scales the bound
         by the share of their bound the finished phases used (the bound itself before any phase finished)."""
-        if self.done == 0:
+        done = self.done + (self.step.heads * self.step.step / self.step.steps if self.step else 0.0)
+        if done == 0:
             return None, None
-        rate = self.elapsed / self.done
-        left = max(0, self.bound - self.done) * rate
+        rate = self.elapsed / done
+        left = max(0.0, self.bound - done) * rate
         share = self.finished_used / self.finished_bound if self.finished_bound else 1.0
         return left * share, left
 
@@ -197,11 +210,13 @@ class ProgressState:
         if self.phase is not None:
             what = "grid" if self.phase.phase == "grid" else "retrain chosen point"
             parts.append(f"{what} on {'|'.join(self.phase.folds)}")
-        if self.epoch is not None:
-            e = self.epoch
-            parts.append(f"epoch {e.epoch}/{e.max_epochs}")
-            heads = self.phase.heads if self.phase else e.trained
-            parts.append(f"heads {e.training} training, {self.phase_stopped} stopped early (of {heads})")
+        if self.bank is not None and (self.epoch or self.step):
+            epochs_done = self.epoch.epoch if self.epoch else 0
+            batch = f" (batch {self.step.step}/{self.step.steps})" if self.step else ""
+            parts.append(f"epoch {epochs_done + bool(self.step)}/{self.bank.max_epochs}{batch}")
+            training = self.step.heads if self.step else self.epoch.training if self.epoch else self.bank.heads
+            heads = self.phase.heads if self.phase else self.bank.heads
+            parts.append(f"heads {training} training, {self.phase_stopped} stopped early (of {heads})")
         if self.best is not None:
             parts.append(f"best {self.best:.4f}")
         parts.append(f"{format_duration(self.elapsed)} elapsed")
@@ -217,9 +232,10 @@ class ProgressState:
 class ProgressDisplay:
     """A :data:`ProgressCallback` that shows a :class:`ProgressState` on ``stream`` (stderr by default).
 
-    On a terminal: one rich live display (the status line and a bar of head-epochs), with each finished phase's
-    line printed above it. Otherwise: each finished phase's line, and the status line at most every ``interval``
-    seconds (the first after ``interval``). Use as a context manager, or call :meth:`close` at the end.
+    On a terminal: one rich live display (the status line and a bar of head-epochs, redrawn twice a second by rich's
+    refresh thread from the state, so an event costs only the state's update), with each finished phase's line
+    printed above it. Otherwise: each finished phase's line, and the status line at most every ``interval`` seconds
+    (at the end of a batch or epoch). Use as a context manager, or call :meth:`close` at the end.
     """
 
     def __init__(self, stream: IO[str] | None = None, interval: float = 30.0, live: bool | None = None,
@@ -248,7 +264,7 @@ class ProgressDisplay:
             print(phase_line(event), file=self.stream, flush=True)
         if self._last_line is None:
             self._last_line = now
-        elif isinstance(event, EpochFinished) and now - self._last_line >= self.interval:
+        elif isinstance(event, StepFinished | EpochFinished) and now - self._last_line >= self.interval:
             print(self.state.line(), file=self.stream, flush=True)
             self._last_line = now
 
@@ -258,13 +274,13 @@ class ProgressDisplay:
 
         if self._live is None:
             self._console = Console(file=self.stream, force_terminal=True)  # live: asked for, or a terminal
-            self._live = Live(self._renderable(), console=self._console, refresh_per_second=2, transient=True)
+            self._live = Live(self, console=self._console, refresh_per_second=2, transient=True)
             self._live.start()
         if isinstance(event, PhaseFinished):
             self._console.print(phase_line(event), highlight=False)
-        self._live.update(self._renderable())
 
-    def _renderable(self) -> Any:
+    def __rich__(self) -> Any:
+        """What the live display draws: the status line over a bar of head-epochs."""
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text

@@ -20,6 +20,7 @@ from evaluation.progress import (
     ProgressDisplay,
     ProgressEvent,
     ProgressState,
+    StepFinished,
     format_duration,
     phase_line,
 )
@@ -62,6 +63,9 @@ def test_a_probe_stage_announces_its_plan_phases_and_every_epoch(grid_run):
     assert [e.epoch for e in epochs] == [n for _ in banks for n in range(1, 7)]
     assert all(e.best is None for e in epochs if e.epoch < 3)  # validated every 3rd epoch
     assert all(0 < e.best <= 1 for e in epochs if e.epoch >= 3)
+    steps = [e for e in events if isinstance(e, StepFinished)]  # 120 training rows: one batch an epoch
+    assert len(steps) == len(epochs) and all((e.step, e.steps) == (1, 1) for e in steps)
+    assert [e.heads for e in steps] == [e.trained for e in epochs]
 
 
 def test_the_state_counts_head_epochs_and_early_stops_exactly(data_dir):
@@ -129,6 +133,19 @@ def test_time_left_is_the_measured_rate_times_the_head_epochs_left():
     expected, at_most = state.seconds_left()
     assert at_most == pytest.approx(10.0) and expected == pytest.approx(10.0 * 14 / 20)  # 10 head-epochs at 1 s
     assert phase_line(finished) == "seed 0: 2 grid point(s) trained on f0 in 14 s; point 1 chosen (validation 0.5000)"
+
+
+def test_an_epoch_under_way_counts_by_its_batches():
+    clock = Clock()
+    state = ProgressState(clock)
+    for event in _synthetic_stage()[:4]:  # plan, phase, bank, epoch 1 (2 head-epochs) at t = 1 .. 4
+        clock.now += 1.0
+        state.update(event)
+    clock.now = 4.0
+    state.update(StepFinished(step=1, steps=4, heads=2))  # a quarter of epoch 2: half a head-epoch more
+    # the plan came at t = 1: 3 s for 2.5 head-epochs, 30 - 2.5 left
+    assert state.seconds_left() == pytest.approx((27.5 * 1.2, 27.5 * 1.2))
+    assert " · epoch 2/10 (batch 1/4) · heads 2 training, 0 stopped early (of 2) · " in state.line()
 
 
 def test_off_a_terminal_the_display_prints_phase_lines_and_a_status_line_every_interval():

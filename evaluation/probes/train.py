@@ -28,7 +28,7 @@ from torch import Tensor
 
 from evaluation.probes.allocator import reuse_freed_memory
 from evaluation.probes.mlp import HeadConfig, HeadState, MLPBank, compute_dtype, predict_bank
-from evaluation.progress import BankStarted, EpochFinished, ProgressCallback
+from evaluation.progress import BankStarted, EpochFinished, ProgressCallback, StepFinished
 
 # (probabilities [Nv, C], logits [Nv, C]) of one head on its validation rows -> (monitored value, extra)
 Validator = Callable[[np.ndarray, np.ndarray], tuple[float, Any]]
@@ -126,7 +126,8 @@ class _BankRun:
         }
         keys = [(self.members[i].data_key, self.members[i].shuffle_seed) for i in self.live]
         shared = len(set(keys)) == 1
-        for step in range(len(next(iter(orders.values())))):
+        steps = len(next(iter(orders.values())))
+        for step in range(steps):
             if shared:
                 rows = self.rows[self.live[0]][orders[keys[0]][step].to(self.x.device)]
                 x, targets = self.x[rows], self._targets(rows)
@@ -137,6 +138,8 @@ class _BankRun:
             logits = self.bank.forward(x, train=True, generator=self.dropout_generator)
             self.bank.loss(logits, targets, self.multilabel).backward()
             self.bank.adam_step()
+            if self.progress:
+                self.progress(StepFinished(step=step + 1, steps=steps, heads=len(self.live)))
 
     def _validation_outputs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Eval-mode (probabilities, logits) of every live head on its own validation rows."""
@@ -218,8 +221,8 @@ class _BankRun:
 def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool,
                 precision: str = "fp32", progress: ProgressCallback | None = None) -> list[Trained]:
     """Train every member; heads of one architecture and training-set size share a bank. Order is kept.
-    ``progress`` receives a :class:`~evaluation.progress.BankStarted` a bank and an
-    :class:`~evaluation.progress.EpochFinished` a bank and epoch.
+    ``progress`` receives a :class:`~evaluation.progress.BankStarted` a bank, then a
+    :class:`~evaluation.progress.StepFinished` a batch and an :class:`~evaluation.progress.EpochFinished` an epoch.
 
     ``precision="bf16"`` casts ``x`` to bfloat16 once and runs the banks' GEMMs in bfloat16 (see ``mlp``).
     Sets glibc's allocator thresholds for the process on first use (``allocator.reuse_freed_memory``).
