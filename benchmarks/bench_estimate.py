@@ -13,7 +13,9 @@ same embeddings without a display, with the plain display (lines to ``/dev/null`
 (rendered to ``/dev/null``), twice each in alternating order (min kept), and the time spent inside the display's
 callback is summed. Target: estimate within a factor of 1.5 per stage; display cost under 1 % of the probe stage.
 
-Run it alone on a quiet machine (other processes slow the calibration and the run unequally):
+Run it alone on a quiet machine (other processes slow the calibration and the run unequally). It takes about
+as long as ``hear-atst regress`` (the suite's pairs), plus the default-grid event task (its 8-point grid alone ran
+over 20 minutes on the 2-core CPU), plus six probe stages of the DCASE pair for the display's cost:
 
     python benchmarks/bench_estimate.py [--shared ../shared] [--out results/bench_estimate] [--skip-event]
     python benchmarks/bench_estimate.py --quick      # one small pair, one seed, 3 epochs: prints, writes nothing
