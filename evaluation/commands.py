@@ -17,7 +17,7 @@ import typer
 
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.commands import USAGE_ERROR
-from hear_atst.registry import Precision, parse_model_options
+from hear_atst.registry import Precision, model_options
 from tasks.commands import TASKS_DIR_HELP
 from tasks.registry import default_tasks_dir
 
@@ -54,11 +54,16 @@ def _log(message: str) -> None:
     typer.echo(message, err=True)
 
 
-ModelOpt = Annotated[str, typer.Option("--model", help="Registered model name (see `hear-atst models`).")]
+MODEL_HELP = ("Registered model (see `hear-atst models`), importable HEAR module (pkg.module), .py file, or a "
+              "torch.nn.Module encoder class as module:Class or file.py:Class (docs/own-model.md).")
+ModelOpt = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
 TaskOpt = Annotated[str, typer.Option("--task", help="Registered task or alias, task folder name, or its task_name.")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Checkpoint file (else $HEAR_ATST_WEIGHTS).")]
 OptionsOpt = Annotated[list[str] | None, typer.Option(
     "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")]
+OptionsJsonOpt = Annotated[str | None, typer.Option(
+    "--model-options", help="JSON object of keyword arguments for load_model (the HEAR kit's form), e.g. "
+    "'{\"blocks\": 1}'.")]
 TasksDirOpt = Annotated[Path | None, typer.Option(
     "--tasks-dir", help=TASKS_DIR_HELP)]
 EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
@@ -72,6 +77,7 @@ def embed_command(
     task: TaskOpt,
     weights: WeightsOpt = None,
     model_option: OptionsOpt = None,
+    model_options_json: OptionsJsonOpt = None,
     tasks_dir: TasksDirOpt = None,
     embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
     device: DeviceOpt = Device.cpu,
@@ -81,8 +87,8 @@ def embed_command(
     """Embed a task in the HEAR kit's layout (cached; an interrupted run resumes)."""
     from evaluation.runner import embed, load_task_folder, resolve_model
 
-    setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
-                                       device.value))
+    setup = _run(lambda: resolve_model(model, weights, model_options(model_option, model_options_json),
+                                       precision.value, device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
     path = _run(lambda: embed(setup, folder, embeddings_dir, progress=not quiet, log=None if quiet else _log))
     typer.echo(f"{folder.name} embeddings: {path}")
@@ -93,6 +99,7 @@ def eval_command(
     task: TaskOpt,
     weights: WeightsOpt = None,
     model_option: OptionsOpt = None,
+    model_options_json: OptionsJsonOpt = None,
     tasks_dir: TasksDirOpt = None,
     embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json goes.")] = Path(
@@ -152,8 +159,8 @@ def eval_command(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from error
-    setup = _run(lambda: resolve_model(model, weights, parse_model_options(model_option), precision.value,
-                                       device.value))
+    setup = _run(lambda: resolve_model(model, weights, model_options(model_option, model_options_json),
+                                       precision.value, device.value))
     folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
     if dry_run or not quiet:
         _run(lambda: check_probe_settings(probe, folder.metadata))

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -52,10 +52,13 @@ from evaluation.taskfolder import METADATA_FILENAME, VOCABULARY_FILENAME, TaskFo
 from hear_atst.atomic import atomic_write
 from tasks.audio import read_audio
 
+if TYPE_CHECKING:
+    from hear_atst.foreign import ForeignModel
+
 DONE_MARKER = ".done.embeddings"
 CONFIG_FILENAME = "embedding-config.json"
 PROFILE_FILENAME = "profile.embeddings.json"
-IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "task_folder", "task_files_sha256")
+IDENTITY_KEYS = ("module", "options", "precision", "weights_sha256", "source", "task_folder", "task_files_sha256")
 DEFAULT_BATCH_SECONDS = 80.0  # ~ the kit's 0.7 * 120 s budget at 16 kHz (hear_eval.md §3.1)
 SHUFFLE_SEED = 0
 RESULTS_HASH_CHARS = 8  # weights sha256 prefix in a results folder name (model_id)
@@ -77,6 +80,11 @@ class ModelSetup:
     weights_sha256: str | None = None
     precision: str = "fp32"
     device: str = "cpu"
+    source: ForeignModel | None = None  # a model from elsewhere (hear_atst.foreign): code identity and loader
+
+    def _source_suffix(self, chars: int) -> str:
+        """A model from elsewhere: its distribution and version, or its file's sha256 (cut to ``chars``)."""
+        return options_suffix(self.source.name_items(chars)) if self.source else ""
 
     def _name_options(self) -> dict[str, Any]:
         """The options that name results: load_model's, plus the precision when it is not fp32."""
@@ -87,23 +95,27 @@ class ModelSetup:
         """Results folder name: ``<name><-k=v ...>``, plus ``-weights=<sha256[:8]>`` when a weights file is used,
         e.g. ``atst_frame-blocks=1-weights=1a2b3c4d``: results of two checkpoints never share a folder."""
         weights = {"weights": self.weights_sha256[:RESULTS_HASH_CHARS]} if self.weights_sha256 else {}
-        return self.name + options_suffix({**self._name_options(), **weights})
+        return self.name + options_suffix({**self._name_options(), **weights}) + self._source_suffix(RESULTS_HASH_CHARS)
 
     @property
     def embeddings_dirname(self) -> str:
         """The kit's embeddings folder name ``<module><-k=v ...>``, plus ``-weights=<sha256[:12]>`` when a weights
         file is used, so embeddings of two checkpoints never share a folder."""
         weights = {"weights": self.weights_sha256[:EMBEDDINGS_HASH_CHARS]} if self.weights_sha256 else {}
-        return self.module + options_suffix({**self._name_options(), **weights})
+        return (self.module + options_suffix({**self._name_options(), **weights})
+                + self._source_suffix(EMBEDDINGS_HASH_CHARS))
 
     def identity(self, folder: TaskFolder) -> dict[str, Any]:
         """What must match for cached embeddings to be reused (the sample rate follows from these)."""
         return {"module": self.module, "options": self.options, "precision": self.precision,
-                "weights_sha256": self.weights_sha256, "task_folder": folder.name,
+                "weights_sha256": self.weights_sha256, "source": self.source.identity if self.source else None,
+                "task_folder": folder.name,
                 "task_files_sha256": task_files_sha256(folder)}
 
-    def load(self) -> tuple[ModuleType, torch.nn.Module]:
-        """The HEAR module and its model, in eval mode on ``device``."""
+    def load(self) -> tuple[Any, torch.nn.Module]:
+        """The HEAR module (or, from elsewhere, its checked API) and its model, in eval mode on ``device``."""
+        if self.source is not None:
+            return self.source.load(self.weights, self.options, self.precision, self.device)
         module = importlib.import_module(self.module)
         weights = str(self.weights) if self.weights else None
         model = module.load_model(weights, precision=self.precision, **self.options)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -38,7 +39,8 @@ from evaluation.results import (
 )
 from evaluation.taskfolder import TaskFolder
 from hear_atst.checkpoints import sha256_file
-from hear_atst.registry import check_model_options, get_model_spec
+from hear_atst.foreign import foreign_model
+from hear_atst.registry import check_model_options, find_model_spec
 from hear_atst.weights import weights_for_options
 from tasks.registry import resolve_task_folder
 
@@ -48,18 +50,37 @@ VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "nump
 Log = Callable[[str], None]
 
 
-def resolve_model(name: str, weights: str | os.PathLike[str] | None = None, options: dict[str, Any] | None = None,
-                  precision: str = "fp32", device: str = "cpu") -> ModelSetup:
-    """The registered model with its weights file found and hashed (clear errors for unknown names, missing or
-    unexpected weights). ``random_weights=True`` among the options skips the weights (testing only)."""
-    spec = get_model_spec(name)
+def resolve_model(model: str | ModuleType | torch.nn.Module, weights: str | os.PathLike[str] | None = None,
+                  options: dict[str, Any] | None = None, precision: str = "fp32", device: str = "cpu",
+                  api: ModuleType | None = None) -> ModelSetup:
+    """The one entry point for every form of model (``docs/own-model.md``): a registered name (or its module path),
+    an importable HEAR module path, a ``.py`` file, ``module:Class`` / ``file.py:Class`` naming an encoder class, or
+    in Python a module, a loaded HEAR model (``api``: its module, when not the model class's own) or an encoder
+    object. Registered models get their weights file found and hashed (clear errors for unknown names, missing or
+    unexpected weights; ``random_weights=True`` among the options skips the weights, testing only); a model from
+    elsewhere gets its weights file hashed and its options checked against what its loader takes."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device is available to this torch ({torch.__version__})")
     options = dict(options or {})
+    spec = find_model_spec(model) if isinstance(model, str) else None
+    if spec is None:
+        return _foreign_setup(model, weights, options, precision, device, api)
     check_model_options(spec.name, spec.module, options)
     path = weights_for_options(spec, weights, options)
     return ModelSetup(name=spec.name, module=spec.module, options=options, weights=path,
                       weights_sha256=sha256_file(path) if path else None, precision=precision, device=device)
+
+
+def _foreign_setup(model: str | ModuleType | torch.nn.Module, weights: str | os.PathLike[str] | None,
+                   options: dict[str, Any], precision: str, device: str, api: ModuleType | None) -> ModelSetup:
+    source = foreign_model(model, api)
+    path = Path(weights) if weights is not None else None
+    if path is not None and not path.is_file():
+        raise ValueError(f"--weights {path}: " + ("is a directory, not a file" if path.is_dir() else "does not exist"))
+    source.check_arguments(path, options)
+    return ModelSetup(name=source.name, module=source.module, options=options, weights=path,
+                      weights_sha256=sha256_file(path) if path else None, precision=precision, device=device,
+                      source=source)
 
 
 def load_task_folder(task: str, tasks_dir: str | os.PathLike[str]) -> TaskFolder:
@@ -87,6 +108,9 @@ class EvalOutcome:
 def embed(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLike[str],
           progress: bool = True, log: Log | None = None, batch_seconds: float = DEFAULT_BATCH_SECONDS) -> Path:
     """The embedding stage alone (cached): the embeddings folder in the kit's layout."""
+    note = setup.source.precision_note(setup.precision) if setup.source else None
+    if log and note:
+        log(note)
     return embed_task(setup, folder, embeddings_dir, batch_seconds=batch_seconds, progress=progress, on_start=log)
 
 
@@ -135,7 +159,8 @@ def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, 
         "schema": RESULTS_SCHEMA,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {"id": setup.model_id, "name": setup.name, "module": setup.module, "options": setup.options,
-                  "weights": str(setup.weights) if setup.weights else None, "weights_sha256": setup.weights_sha256},
+                  "weights": str(setup.weights) if setup.weights else None, "weights_sha256": setup.weights_sha256,
+                  **({"source": setup.source.record} if setup.source else {})},
         "task": {"name": metadata["task_name"], "folder": folder.name, "embedding_type": metadata["embedding_type"],
                  "prediction_type": metadata["prediction_type"], "split_mode": metadata["split_mode"],
                  "evaluation": list(metadata["evaluation"]),

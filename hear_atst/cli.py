@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tasks.commands",  # tasks, prepare
     "evaluation.commands",  # embed, eval
     "evaluation.leaderboard.commands",  # leaderboard, regress
+    "evaluation.suite.commands",  # run
 )
 
 for _name in COMMAND_MODULES:

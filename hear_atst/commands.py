@@ -14,7 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hear_atst.registry import ENCODER_FAMILIES, MODELS, Precision, check_model_options, parse_model_options
+from hear_atst.registry import (
+    ENCODER_FAMILIES,
+    MODELS,
+    Precision,
+    check_model_options,
+    find_model_spec,
+    model_options,
+)
 from hear_atst.weights import WEIGHTS_DIR_ENV, WeightsNotFoundError, resolve_weights, weights_for_options
 
 CHECK_FAILED = 1  # exit code of every command: a check failed (validate, regress)
@@ -62,40 +69,55 @@ def convert(
 
 
 def validate(
-    module: Annotated[str, typer.Argument(help="Registered model name (atst_frame) or module path.")],
+    module: Annotated[str, typer.Argument(help="Registered model (atst_frame), HEAR module path, .py file, or encoder "
+                                               "class as module:Class / file.py:Class (docs/own-model.md).")],
     weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file passed to load_model.")] = None,
     model_option: Annotated[list[str] | None, typer.Option(
         "--model-option", help="KEY=VALUE passed to load_model (VALUE parsed as JSON when valid), repeatable.")] = None,
+    model_options_json: Annotated[str | None, typer.Option(
+        "--model-options", help="JSON object of load_model keyword arguments (the HEAR kit's form).")] = None,
     long_seconds: Annotated[float | None, typer.Option(
         "--long-seconds", help="Length of the long-audio check, at least 60 s (default: 1200, HEAR's 20 minutes).")
     ] = None,
     precision: Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")
                          ] = Precision.fp32,
 ) -> None:
-    """Strict HEAR validation of one model module: prints a table; exit code 1 when a check fails."""
-    from hear_atst.validate import LONG_SECONDS, MIN_LONG_SECONDS, validate_module
+    """Strict HEAR validation of one model: prints a table; exit code 1 when a check fails."""
+    from hear_atst.validate import LONG_SECONDS, MIN_LONG_SECONDS, validate_loaded, validate_module
 
     long_seconds = LONG_SECONDS if long_seconds is None else long_seconds
     try:
-        options = parse_model_options(model_option)
+        options = model_options(model_option, model_options_json)
         if "precision" in options:
             raise ValueError("set the model's precision with --precision, not --model-option precision=...")
         if long_seconds < MIN_LONG_SECONDS:
             raise ValueError(f"--long-seconds {long_seconds:g}: the long-audio check needs at least "
                              f"{MIN_LONG_SECONDS:g} s")
-        spec = next((s for s in MODELS.values() if module in (s.name, s.module)), None)
+        spec = find_model_spec(module)
         if spec is not None:  # the checks of embed and eval: their usage errors are usage errors here too
             check_model_options(spec.name, spec.module, options)
             weights_for_options(spec, weights, options)
-        elif weights is not None and not weights.is_file():
-            raise ValueError(f"--weights {weights}: " + ("is a directory, not a file" if weights.is_dir()
-                                                          else "does not exist"))
-    except (ValueError, WeightsNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
+            setup = None
+        else:
+            from evaluation.runner import resolve_model
+
+            setup = resolve_model(module, weights, options, precision.value)
+    except (LookupError, ValueError, WeightsNotFoundError) as error:
+        typer.echo(f"error: {error.args[0] if isinstance(error, KeyError) else error}", err=True)
         raise typer.Exit(USAGE_ERROR) from None
-    if precision is not Precision.fp32:  # passed only when set: a module from elsewhere need not take the option
-        options["precision"] = precision.value
-    results = validate_module(module, weights, long_seconds=long_seconds, **options)
+    if setup is not None:
+        foreign = setup.source
+        assert foreign is not None  # every model that is not registered is from elsewhere
+        note = foreign.precision_note(precision.value)
+        if note:
+            typer.echo(note, err=True)
+        results = validate_loaded(lambda: foreign.load(setup.weights, setup.options, setup.precision, setup.device,
+                                                       check=False),
+                                  long_seconds=long_seconds, precision=precision.value)
+    else:
+        if precision is not Precision.fp32:  # the registered modules take the option
+            options["precision"] = precision.value
+        results = validate_module(spec.module, weights, long_seconds=long_seconds, **options)
     table = Table(title=f"hear-atst validate {module}")
     for column in ("check", "status", "detail"):
         table.add_column(column, overflow="fold")

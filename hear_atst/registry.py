@@ -101,6 +101,11 @@ def get_model_spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
+def find_model_spec(name: str) -> ModelSpec | None:
+    """The registered model called ``name`` or whose module path is ``name`` (``mel``, ``hear_atst.mel``)."""
+    return MODELS.get(name) or next((spec for spec in MODELS.values() if spec.module == name), None)
+
+
 def check_model_options(name: str, module: str, options: dict[str, Any]) -> None:
     """Refuse options the model's ``load_model`` does not take (naming the ones it does), ``precision`` (it has its
     own flag), and a non-boolean value for a yes/no option (``random_weights=no`` is text, never read as true)."""
@@ -123,6 +128,24 @@ def require_bool(key: str, value: Any, context: str = "") -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{context}{key}={value!r}: give true or false")
     return value
+
+
+def model_options(items: list[str] | None, options_json: str | None) -> dict[str, Any]:
+    """``--model-options JSON`` (the HEAR kit's form: a JSON object) and ``--model-option KEY=VALUE`` pairs
+    (:func:`parse_model_options`) in one dict; a key given by both is refused."""
+    options: dict[str, Any] = {}
+    if options_json is not None:
+        try:
+            options = json.loads(options_json)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--model-options {options_json!r}: not valid JSON ({error})") from None
+        if not isinstance(options, dict):
+            raise ValueError(f"--model-options {options_json!r}: expected a JSON object such as '{{\"blocks\": 1}}'")
+    pairs = parse_model_options(items)
+    twice = sorted(set(options) & set(pairs))
+    if twice:
+        raise ValueError(f"model option {', '.join(twice)} given by both --model-options and --model-option")
+    return {**options, **pairs}
 
 
 def parse_model_options(items: list[str] | None) -> dict[str, Any]:

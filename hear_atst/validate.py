@@ -31,7 +31,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -118,6 +117,26 @@ def validate_module(
     except Exception as error:
         report.add("load_model", False, f"{type(error).__name__}: {error}")
         return report.results
+    return _check_model(report, module, model, long_seconds, memory_limit, options.get("precision", "fp32"))
+
+
+def validate_loaded(load: Callable[[], tuple[Any, nn.Module]], *, long_seconds: float = LONG_SECONDS,
+                    memory_limit: int = HEAR_MEMORY_LIMIT, precision: str = "fp32") -> list[CheckResult]:
+    """Run every check from ``model-type`` on, on what ``load()`` returns: an object with the two HEAR embedding
+    functions (a HEAR module, or :class:`hear_atst.model_calls.CheckedApi` for a model from elsewhere) and the model.
+    A failing ``load()`` is the ``load_model`` check's failure."""
+    report = _Report()
+    try:
+        api, model = load()
+    except Exception as error:  # the model's own exception, or a broken contract, reported as the check's
+        report.add("load_model", False, str(error) if isinstance(error, ValueError) else
+                   f"{type(error).__name__}: {error}")
+        return report.results
+    return _check_model(report, api, model, long_seconds, memory_limit, precision)
+
+
+def _check_model(report: _Report, module: Any, model: nn.Module, long_seconds: float, memory_limit: int,
+                 precision: str) -> list[CheckResult]:
     if not _check_attributes(report, model):
         return report.results
     probe = _Probe(module, model)
@@ -128,7 +147,7 @@ def validate_module(
         _guarded(report, "long-audio", _check_long_audio, report, probe, long_seconds, memory_limit)
     else:
         report.add("centring", False, "skipped: needs timestamps on a regular grid of at least two")
-    _guarded(report, "batch-invariance", _check_batch_invariance, report, probe, options.get("precision", "fp32"))
+    _guarded(report, "batch-invariance", _check_batch_invariance, report, probe, precision)
     _guarded(report, "determinism", _check_determinism, report, probe)
     _guarded(report, "padding", _padding_information, report, probe)
     return report.results
@@ -147,7 +166,7 @@ def _guarded(report: _Report, name: str, check: Callable[..., Any], *args: Any) 
 class _Probe:
     """Calls into the module under test, on signals made for the checks."""
 
-    def __init__(self, module: ModuleType, model: nn.Module) -> None:
+    def __init__(self, module: Any, model: nn.Module) -> None:
         self.module = module
         self.model = model
         self.sample_rate = int(model.sample_rate)

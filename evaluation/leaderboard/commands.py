@@ -51,6 +51,8 @@ def regress_command(
     update: Annotated[bool, typer.Option(help="Record this run as the new baseline (deliberately).")] = False,
     shared: Annotated[Path | None, typer.Option(help=SHARED_HELP)] = None,
     work_dir: Annotated[Path | None, typer.Option(help=WORK_HELP)] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Pairs run at once on the suite runner (local worker "
+                                         "processes, torch threads divided between them).")] = 1,
 ) -> None:
     """Re-run the small real benchmark of --baseline; fail with a table when a score falls below its baseline by
     more than its tolerance, is no better than a constant prediction's, is missing, or when a run is not
@@ -78,7 +80,7 @@ def regress_command(
         raise typer.Exit(USAGE_ERROR) from None
     work = work_dir or Path(tempfile.mkdtemp(prefix="hear-atst-regress-"))
     try:
-        run = run_suite(suite, shared_dir, work, log=typer.echo)
+        run = run_suite(suite, shared_dir, work, log=typer.echo, workers=workers)
     except (SourceError, PrepareError, FileNotFoundError, LookupError, RuntimeError, ValueError) as error:
         typer.secho(f"error: the suite could not run: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(USAGE_ERROR) from error

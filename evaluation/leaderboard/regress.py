@@ -7,6 +7,9 @@ many seeds each pair's score averages, the tolerance of every score, and which p
 determinism check; ``baseline`` holds, per pair, the primary score and the fingerprints of a run recorded with
 ``--update``.
 
+The suite runs on the suite runner of ``hear-atst run`` (:mod:`evaluation.suite`): one plan of prepare, embed and
+probe jobs over its pairs (``--workers`` local processes), and a second plan for the determinism pair.
+
 The gate fails when
 
 1. a pair's primary score is worse than its baseline by more than its tolerance (lower for higher-is-better
@@ -38,7 +41,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -47,10 +50,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evaluation.embeddings import task_embeddings_dir
 from evaluation.environment import cpu_model
 from evaluation.protocol import ProbeConfig, fold_rotation
-from evaluation.runner import resolve_model, run_eval
+from evaluation.results import RESULTS_FILENAME
+from evaluation.suite.executors import LocalExecutor
+from evaluation.suite.plan import ModelRequest, Settings, build_plan
+from evaluation.suite.scheduler import run_plan
+from evaluation.suite.summary import failures
 from evaluation.taskfolder import TaskFolder
 from tasks.pipeline import prepare_task
 from tasks.registry import get_spec
@@ -266,21 +272,9 @@ def prepare_tasks(suite: Suite, shared: Path, work: Path, log: Log) -> dict[str,
     return folders
 
 
-def run_pair(suite: Suite, shared: Path, model: str, folder: TaskFolder, work: Path, key: str) -> PairResult:
-    """One (model, task) run with embeddings and results under ``work`` (a fresh folder gives a fresh run)."""
-    spec = suite.models[model]
-    weights = shared / spec.weights if spec.weights else None
-    setup = resolve_model(spec.model, weights, dict(spec.options or {}))
-    started = time.perf_counter()
-    outcome = run_eval(
-        setup,
-        folder,
-        embeddings_dir=work / "embeddings",
-        results_dir=work / "results",
-        probe=suite.probe_for(key),
-        progress=False,
-    )
-    results = outcome.results
+def pair_result(key: str, results: Mapping[str, Any], embeddings: Path, folder: TaskFolder, seconds: float
+                ) -> PairResult:
+    """What the gate needs of one finished (model, task) run."""
     score = results["score"]["mean"]
     return PairResult(
         key=key,
@@ -288,10 +282,44 @@ def run_pair(suite: Suite, shared: Path, model: str, folder: TaskFolder, work: P
         higher_is_better=bool(results["higher_is_better"]),
         score=None if score is None or not math.isfinite(score) else float(score),
         result_fingerprint=result_fingerprint(results),
-        embeddings_fingerprint=embeddings_fingerprint(task_embeddings_dir(work / "embeddings", setup, folder)),
-        seconds=time.perf_counter() - started,
+        embeddings_fingerprint=embeddings_fingerprint(embeddings),
+        seconds=seconds,
         chance=chance_score(folder, results["primary_score"]),
     )
+
+
+def run_pairs(suite: Suite, shared: Path, pairs: Sequence[tuple[str, str]], folders: Mapping[str, TaskFolder],
+              work: Path, workers: int, log: Log) -> dict[str, PairResult]:
+    """Run ``pairs`` as one plan on the suite runner (``workers`` local processes), with embeddings, results and
+    the run's logs under ``work`` (a fresh folder gives a fresh run)."""
+    names = sorted({model for model, _ in pairs})
+    tasks = sorted({task for _, task in pairs})
+    requests = []
+    for name in names:
+        spec = suite.models[name]
+        requests.append(ModelRequest(spec.model, shared / spec.weights if spec.weights else None,
+                                     dict(spec.options or {})))
+    wanted = {(names.index(model), tasks.index(task)): [suite.probe_for(pair_key(model, task))]
+              for model, task in pairs}
+    tasks_dir = folders[tasks[0]].path.parent  # where prepare_tasks wrote every task folder
+    settings = Settings(tasks_dir, work / "embeddings", work / "results")
+    plan = build_plan(requests, [folders[task].name for task in tasks], [], settings, wanted)
+    outcomes = run_plan(plan, LocalExecutor(workers, work / "run" / "logs"), work / "run")
+    failed = failures(outcomes)
+    if failed:
+        raise RuntimeError("\n".join(failed))
+    results = {}
+    for (model_index, task_index), (probe,) in wanted.items():
+        model, task = names[model_index], tasks[task_index]
+        setup, folder = plan.models[model_index], plan.tasks[task_index]
+        key = pair_key(model, task)
+        job = plan.jobs[f"probe/{setup.model_id}/{folder.name}/{probe.run_name}"]
+        embed = plan.jobs[job.needs[0]]
+        document = json.loads((job.output / RESULTS_FILENAME).read_text(encoding="utf-8"))
+        seconds = outcomes[embed.key].seconds + outcomes[job.key].seconds
+        results[key] = pair_result(key, document, embed.output, folder, seconds)
+        log(f"{key}: {results[key].metric} = {_number(results[key].score)} ({seconds:.1f} s)")
+    return results
 
 
 @dataclass(frozen=True)
@@ -302,19 +330,14 @@ class SuiteRun:
     cpu_seconds: float = 0.0  # this process's CPU time (all threads; the layout tools' subprocesses excluded)
 
 
-def run_suite(suite: Suite, shared: Path, work: Path, log: Log) -> SuiteRun:
-    """Prepare the tasks, run every pair, then the determinism pair again in its own fresh folders."""
+def run_suite(suite: Suite, shared: Path, work: Path, log: Log, workers: int = 1) -> SuiteRun:
+    """Prepare the tasks, run every pair on the suite runner, then the determinism pair again in its own fresh
+    folders."""
     started, cpu_started = time.perf_counter(), time.process_time()
     folders = prepare_tasks(suite, shared, work, log)
-    results = {}
-    for model, task in suite.pairs:
-        key = pair_key(model, task)
-        results[key] = run_pair(suite, shared, model, folders[task], work / "runs", key)
-        result = results[key]
-        log(f"{key}: {result.metric} = {_number(result.score)} ({result.seconds:.1f} s)")
-    model, task = suite.determinism_pair
-    key = pair_key(model, task)
-    repeat = run_pair(suite, shared, model, folders[task], work / "repeat", key)
+    results = run_pairs(suite, shared, suite.pairs, folders, work / "runs", workers, log)
+    key = pair_key(*suite.determinism_pair)
+    repeat = run_pairs(suite, shared, [suite.determinism_pair], folders, work / "repeat", 1, lambda _: None)[key]
     log(f"{key} again from scratch: {repeat.metric} = {_number(repeat.score)} ({repeat.seconds:.1f} s)")
     return SuiteRun(results, repeat, time.perf_counter() - started, time.process_time() - cpu_started)
 

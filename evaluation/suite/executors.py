@@ -1,0 +1,144 @@
+"""Where jobs run: ``local`` (a pool of worker processes on this machine) or ``ray`` (Ray tasks on a cluster).
+
+Both take a job, run :func:`evaluation.suite.jobs.execute_job` somewhere, and hand back its
+:class:`~evaluation.suite.jobs.Outcome`; the scheduler (:mod:`evaluation.suite.scheduler`) never runs more than
+``slots`` jobs at once, so every submitted job is a running one.
+
+Ray: embedding jobs ask for a GPU when the model runs on CUDA (Ray sets ``CUDA_VISIBLE_DEVICES`` for the task),
+every job asks for its torch threads in CPUs. A lost worker or node is retried by Ray (``max_retries``); a job that
+raises returns a ``failed`` outcome and is not retried.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Protocol
+
+from evaluation.suite.jobs import FAILED, Outcome, execute_job, log_path
+from evaluation.suite.plan import EMBED, Job, worker_threads
+
+RAY_MAX_RETRIES = 3  # a worker or node lost mid-job: Ray runs the job again (it resumes from its cached parts)
+
+
+class Executor(Protocol):
+    slots: int
+    description: str
+
+    def submit(self, job: Job) -> Any: ...
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]: ...
+
+    def close(self) -> None: ...
+
+
+PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent dies
+
+
+def _init_worker(threads: int) -> None:
+    """A local worker: ``threads`` torch threads; on Linux it is killed with the driver (a ``kill -9`` of ``run``
+    leaves no orphan finishing a job while the rerun starts it again)."""
+    import torch
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    torch.set_num_threads(threads)
+
+
+class LocalExecutor:
+    """``workers`` processes (spawned, so none inherits the driver's threads), each with ``cpus // workers`` torch
+    threads."""
+
+    def __init__(self, workers: int, log_dir: Path, cpus: int | None = None) -> None:
+        self.slots = workers
+        self.threads = worker_threads(workers, cpus)
+        self.log_dir = log_dir
+        self.description = f"local, {workers} worker process(es) × {self.threads} torch thread(s)"
+        self._pool = self._new_pool()
+        self._jobs: dict[Future[Outcome], Job] = {}
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.threads,))
+
+    def submit(self, job: Job) -> Future[Outcome]:
+        future = self._pool.submit(execute_job, job, self.log_dir, self.threads)
+        self._jobs[future] = job
+        return future
+
+    def wait(self, handles: list[Future[Outcome]]) -> list[tuple[Future[Outcome], Outcome]]:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        finished = []
+        broken = False
+        for future in done:
+            job = self._jobs.pop(future)
+            try:
+                finished.append((future, future.result()))
+            except BrokenProcessPool:  # a worker died (killed, out of memory): the jobs it held are reported
+                broken = True
+                finished.append((future, Outcome(job.key, FAILED, error="a worker process died during this job "
+                                                 "(rerun to resume)", log=str(log_path(self.log_dir, job.key)),
+                                                 finished=time.time())))
+        if broken:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return finished
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Jobs as Ray tasks on the cluster at ``address`` (None: the running one, or a new local one with ``workers``
+    CPUs). ``embed_gpus``: GPUs each embedding job asks for (default: 1 when the model runs on CUDA, else 0)."""
+
+    def __init__(self, workers: int, log_dir: Path, address: str | None = None, embed_gpus: float | None = None,
+                 threads: int = 1) -> None:
+        import ray
+
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                self._started = True
+        self.slots = workers
+        self.threads = threads
+        self.log_dir = log_dir
+        self.embed_gpus = embed_gpus
+        self._remote = ray.remote(max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(execute_job)
+        self._keys: dict[Any, str] = {}
+        resources = ray.cluster_resources()
+        self.description = (f"ray ({'cluster ' + address if address else 'this machine'}: "
+                            f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs), "
+                            f"{workers} jobs at a time × {threads} torch thread(s)")
+
+    def submit(self, job: Job) -> Any:
+        gpus = (self.embed_gpus if self.embed_gpus is not None else float(job.wants_gpu)) if job.kind == EMBED else 0
+        ref = self._remote.options(num_cpus=self.threads, num_gpus=gpus).remote(job, self.log_dir, self.threads)
+        self._keys[ref] = job.key
+        return ref
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
+        done, _ = self._ray.wait(handles, num_returns=1)
+        finished = []
+        for ref in done:
+            key = self._keys.pop(ref)
+            try:
+                finished.append((ref, self._ray.get(ref)))
+            except self._ray.exceptions.RayError as error:  # retries exhausted: the worker or node kept dying
+                finished.append((ref, Outcome(key, FAILED, error=f"{type(error).__name__}: {error}",
+                                              log=str(log_path(self.log_dir, key)), finished=time.time())))
+        return finished
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
