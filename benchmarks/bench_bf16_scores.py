@@ -49,8 +49,8 @@ FIXTURE_WEIGHTS = {  # relative to ../shared
     "asit": "fixtures/asit.pt",
 }
 PRECISIONS = ("fp32", "bf16")
-SCORE_TARGET = 0.005  # issue 2: downstream scores within 0.005 of float32
-EMBEDDING_TARGET = 0.02  # issue 2: embeddings within 2 % relative error
+SCORE_TARGET = 0.005  # downstream scores within 0.005 of float32
+EMBEDDING_TARGET = 0.02  # embeddings within 2 % relative error
 
 
 def relative_errors(fp32_dir: Path, bf16_dir: Path) -> dict[str, float]:
@@ -135,7 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
         "of the same seed (each seed's score its mean over finite folds; a seed NaN on either side is left out), "
         "signed so that positive means bf16 scored better (error rates flipped), with its standard error over "
         "the seeds; where a seed or fold is NaN it need not equal the difference of the two columns. "
-        f"Targets (issue 2): |difference| <= {SCORE_TARGET}, embedding relative error <= {EMBEDDING_TARGET}. "
+        f"Targets: |difference| <= {SCORE_TARGET}, embedding relative error <= {EMBEDDING_TARGET}. "
         "'One test item' is how much a single test clip changes one seed's score: on these small tasks it is the "
         "resolution of a single run (the probe is retrained on each precision's embeddings, so a clip near a "
         "decision boundary can flip).",

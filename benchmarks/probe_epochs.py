@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_probes import KIT_MAX_EPOCHS, head_epochs, kit_protocol, scene_problem
+from bench_probes import KIT_MAX_EPOCHS, head_epochs, scene_problem
 
 from evaluation.environment import cpu_model
+from evaluation.kit_protocol import kit_protocol
 from evaluation.probes.allocator import reuse_freed_memory
 from evaluation.protocol import ProbeConfig, evaluate
 from evaluation.results import write_json_atomic
@@ -49,7 +50,7 @@ def one_run(task: Any, dim: int, shuffle: bool, seed: int, precision: str, max_e
 
 
 def kit_run(task: Any, dim: int, seed: int, max_epochs: int) -> dict[str, Any]:
-    """One run of the kit's protocol, one configuration at a time in fp32 (``bench_probes.kit_protocol``)."""
+    """One run of the kit's protocol, one configuration at a time in fp32 (:mod:`evaluation.kit_protocol`)."""
     start = time.perf_counter()
     result = kit_protocol(task, GRID_POINTS, max_epochs, seed, "cpu")
     return {"dim": dim, "implementation": KIT, "order": "kit (fixed)", "seed": seed, "precision": "fp32",

@@ -7,11 +7,16 @@ primary score; progress and notes go to stderr.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -20,6 +25,10 @@ from hear_atst.commands import USAGE_ERROR
 from hear_atst.registry import Precision, model_options
 from tasks.commands import TASKS_DIR_HELP
 from tasks.registry import default_tasks_dir
+
+if TYPE_CHECKING:
+    from evaluation.embeddings import ModelSetup
+    from evaluation.taskfolder import TaskFolder
 
 T = TypeVar("T")
 
@@ -56,52 +65,77 @@ def _log(message: str) -> None:
 
 MODEL_HELP = ("Registered model (see `hear-atst models`), importable HEAR module (pkg.module), .py file, or a "
               "torch.nn.Module encoder class as module:Class or file.py:Class (docs/own-model.md).")
-ModelOpt = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
-TaskOpt = Annotated[str, typer.Option("--task", help="Registered task or alias, task folder name, or its task_name.")]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Checkpoint file (else $HEAR_ATST_WEIGHTS).")]
-OptionsOpt = Annotated[list[str] | None, typer.Option(
-    "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")]
-OptionsJsonOpt = Annotated[str | None, typer.Option(
-    "--model-options", help="JSON object of keyword arguments for load_model (the HEAR kit's form), e.g. "
-    "'{\"blocks\": 1}'.")]
-TasksDirOpt = Annotated[Path | None, typer.Option(
-    "--tasks-dir", help=TASKS_DIR_HELP)]
-EmbeddingsDirOpt = Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run the model (and, for eval, the probes).")]
-PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")]
+
+
+@dataclass(frozen=True)
+class ModelTaskOptions:
+    """The options ``embed`` and ``eval`` share: which model, on which task, from where to where."""
+
+    model: Annotated[str, typer.Option("--model", help=MODEL_HELP)]
+    task: Annotated[str, typer.Option(
+        "--task", help="Registered task or alias, task folder name, or its task_name; `demo` is built on first use.")]
+    weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file (else $HEAR_ATST_WEIGHTS).")
+                       ] = None
+    model_option: Annotated[list[str] | None, typer.Option(
+        "--model-option", help="KEY=VALUE passed to load_model (repeatable; JSON values parsed).")] = None
+    model_options_json: Annotated[str | None, typer.Option(
+        "--model-options", help="JSON object of keyword arguments for load_model (the HEAR kit's form), e.g. "
+        "'{\"blocks\": 1}'.")] = None
+    tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help=TASKS_DIR_HELP)] = None
+    embeddings_dir: Annotated[Path, typer.Option(
+        "--embeddings-dir", help="Embedding cache (the HEAR kit's layout).")] = Path(DEFAULT_EMBEDDINGS_DIR)
+    device: Annotated[Device, typer.Option(
+        "--device", help="Where to run the model (and, for eval, the probes).")] = Device.cpu
+    precision: Annotated[Precision, typer.Option("--precision", help="Model precision (bf16 autocast).")
+                         ] = Precision.fp32
+
+    def resolve(self) -> tuple[ModelSetup, TaskFolder]:
+        """The model with its weights found and hashed, and the validated task folder (usage errors exit 2)."""
+        from evaluation.runner import load_task_folder, resolve_model
+
+        setup = _run(lambda: resolve_model(self.model, self.weights,
+                                           model_options(self.model_option, self.model_options_json),
+                                           self.precision.value, self.device.value))
+        folder = _run(lambda: load_task_folder(self.task, self.tasks_dir or default_tasks_dir(), log=_log))
+        return setup, folder
+
+
+def with_model_task_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command(options: ModelTaskOptions, ...)`` as a typer command taking the shared options first, then its own."""
+    hints = typing.get_type_hints(ModelTaskOptions, include_extras=True)
+    shared = [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[field.name],
+                                default=inspect.Parameter.empty if field.default is dataclasses.MISSING
+                                else field.default)
+              for field in dataclasses.fields(ModelTaskOptions)]
+    own = list(inspect.signature(command, eval_str=True).parameters.values())[1:]
+
+    @functools.wraps(command)
+    def typer_command(**values: Any) -> None:
+        options = ModelTaskOptions(**{parameter.name: values.pop(parameter.name) for parameter in shared})
+        command(options, **values)
+
+    typer_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in shared + own])
+    return typer_command
+
+
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress display or notes on stderr (errors still).")]
 
 
-def embed_command(
-    model: ModelOpt,
-    task: TaskOpt,
-    weights: WeightsOpt = None,
-    model_option: OptionsOpt = None,
-    model_options_json: OptionsJsonOpt = None,
-    tasks_dir: TasksDirOpt = None,
-    embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
-    device: DeviceOpt = Device.cpu,
-    precision: PrecisionOpt = Precision.fp32,
-    quiet: QuietOpt = False,
-) -> None:
+@with_model_task_options
+def embed_command(options: ModelTaskOptions, quiet: QuietOpt = False) -> None:
     """Embed a task in the HEAR kit's layout (cached; an interrupted run resumes)."""
-    from evaluation.runner import embed, load_task_folder, resolve_model
+    from evaluation.runner import embed
 
-    setup = _run(lambda: resolve_model(model, weights, model_options(model_option, model_options_json),
-                                       precision.value, device.value))
-    folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
-    path = _run(lambda: embed(setup, folder, embeddings_dir, progress=not quiet, log=None if quiet else _log))
+    setup, folder = options.resolve()
+    path = _run(lambda: embed(setup, folder, options.embeddings_dir, progress=not quiet,
+                              log=None if quiet else _log))
     typer.echo(f"{folder.name} embeddings: {path}")
 
 
+@with_model_task_options
 def eval_command(
-    model: ModelOpt,
-    task: TaskOpt,
-    weights: WeightsOpt = None,
-    model_option: OptionsOpt = None,
-    model_options_json: OptionsJsonOpt = None,
-    tasks_dir: TasksDirOpt = None,
-    embeddings_dir: EmbeddingsDirOpt = Path(DEFAULT_EMBEDDINGS_DIR),
+    options: ModelTaskOptions,
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json goes.")] = Path(
         DEFAULT_RESULTS_DIR),
     protocol: Annotated[Protocol, typer.Option("--protocol", help="hear: the kit's MLP grid; linear: EVAR's probe.")
@@ -125,8 +159,6 @@ def eval_command(
         "kit's early stopping; hear protocol only); by default training goes on.")] = False,
     no_psds: Annotated[bool, typer.Option(
         "--no-psds", help="Leave PSDS (scenario 1, an extra score of event tasks) out.")] = False,
-    device: DeviceOpt = Device.cpu,
-    precision: PrecisionOpt = Precision.fp32,
     probe_precision: Annotated[Precision, typer.Option(
         "--probe-precision", help="Probe training GEMMs (bf16: float32 master weights, Adam and BatchNorm).")
     ] = Precision.fp32,
@@ -139,7 +171,7 @@ def eval_command(
     from evaluation.estimate import estimate_run
     from evaluation.progress import ProgressDisplay
     from evaluation.protocol import ProbeConfig, check_probe_settings
-    from evaluation.runner import load_task_folder, resolve_model, run_eval
+    from evaluation.runner import run_eval
 
     hear_flags = (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
                   ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None))
@@ -155,23 +187,22 @@ def eval_command(
     try:
         probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
                             stop_on_non_finite=stop_on_non_finite, psds=not no_psds, grid=grid.value,
-                            max_epochs=max_epochs, device=device.value, precision=probe_precision.value, **given)
+                            max_epochs=max_epochs, device=options.device.value, precision=probe_precision.value,
+                            **given)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from error
-    setup = _run(lambda: resolve_model(model, weights, model_options(model_option, model_options_json),
-                                       precision.value, device.value))
-    folder = _run(lambda: load_task_folder(task, tasks_dir or default_tasks_dir()))
+    setup, folder = options.resolve()
     if dry_run or not quiet:
         _run(lambda: check_probe_settings(probe, folder.metadata))
-        for line in _run(lambda: estimate_run(setup, folder, embeddings_dir, probe)).lines():
+        for line in _run(lambda: estimate_run(setup, folder, options.embeddings_dir, probe)).lines():
             (typer.echo if dry_run else _log)(line)
     if dry_run:
         return
     with ProgressDisplay() if not quiet else nullcontext() as display:
-        outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir,
-                                        probe=probe, progress=not quiet, log=None if quiet else _log,
-                                        probe_progress=display))
+        outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=options.embeddings_dir,
+                                        results_dir=results_dir, probe=probe, progress=not quiet,
+                                        log=None if quiet else _log, probe_progress=display))
     if not quiet:
         _log(f"results: {outcome.results_path}")
     typer.echo(outcome.summary_line())

@@ -42,6 +42,7 @@ from hear_atst.checkpoints import sha256_file
 from hear_atst.foreign import foreign_model
 from hear_atst.registry import check_model_options, find_model_spec
 from hear_atst.weights import weights_for_options
+from tasks.pipeline import prepare_synthetic
 from tasks.registry import resolve_task_folder
 
 VERSIONED_PACKAGES = {"hear_atst": "hear-atst", "torch": "torch", "numpy": "numpy",
@@ -83,8 +84,10 @@ def _foreign_setup(model: str | ModuleType | torch.nn.Module, weights: str | os.
                       source=source)
 
 
-def load_task_folder(task: str, tasks_dir: str | os.PathLike[str]) -> TaskFolder:
-    """Resolve ``task`` (registered name/alias, folder name or metadata ``task_name``) and validate the folder."""
+def load_task_folder(task: str, tasks_dir: str | os.PathLike[str], log: Log | None = None) -> TaskFolder:
+    """Resolve ``task`` (registered name/alias, folder name or metadata ``task_name``) and validate the folder.
+    A synthetic task (``demo``) that is not there yet is built first (seconds, no download)."""
+    prepare_synthetic(task, Path(tasks_dir), log)
     return TaskFolder.load(resolve_task_folder(task, Path(tasks_dir)))
 
 

@@ -9,7 +9,7 @@ Recipe (design: /shared/docs/asit.md §4; the authors released no embedding code
   16 kHz, advancing 592 frames (94,720 samples) so that every chunk sits on the clip's global 160 ms token grid.
   Each chunk's waveform mean is removed before its fbank. The last chunk is padded in the log-mel domain as the
   official ``_wav2fbank`` pads (log-mel 0, i.e. 0.467 after normalisation; pretraining itself never took that
-  branch: its crops were at least 598 frames, see the README). Audio shorter than one 25 ms frame is first
+  branch: its crops were at least 598 frames, see docs/models.md). Audio shorter than one 25 ms frame is first
   zero-padded to one frame.
 - **Timestamp embeddings**: patch tokens averaged over the 8 frequency tokens, one per 160 ms; timestamp = token
   centre ``160 i + 87.5`` ms. Only tokens whose centre lies inside the audio are returned (at least one), so

@@ -22,27 +22,12 @@ No checkpoint has been released; :func:`load_model` reads the student of a disti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
-from hear_atst.atst_frame import ATSTFrameModel
-from hear_atst.atst_windows import load_atst_encoder
+from hear_atst.atst_frame import frame_model_loader
 from hear_atst.hear_api import get_scene_embeddings, get_timestamp_embeddings
 
 __all__ = ["get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
 
 DEFAULT_BLOCKS = 1  # C2F recipe: n=1
 
-
-def load_model(
-    model_file_path: str | Path | None = None,
-    *,
-    blocks: int | Sequence[int] | None = None,
-    precision: str = "fp32",
-    random_weights: bool = False,
-    size: str | None = None,
-) -> ATSTFrameModel:
-    """ATST-C2F (the FrameAST student); without ``model_file_path`` the file is looked up in ``$HEAR_ATST_WEIGHTS``
-    (the error says how to obtain one)."""
-    encoder = load_atst_encoder("atst_c2f", "atst_c2f", model_file_path, random_weights, size)
-    return ATSTFrameModel(encoder, blocks, precision, default_blocks=DEFAULT_BLOCKS).eval()
+load_model = frame_model_loader("atst_c2f", DEFAULT_BLOCKS, """ATST-C2F (the FrameAST student); without
+``model_file_path`` the file is looked up in ``$HEAR_ATST_WEIGHTS`` (the error says how to obtain one).""")

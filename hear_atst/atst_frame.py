@@ -28,7 +28,7 @@ float32), ``random_weights`` with ``size`` ("base" | "small") for a randomly ini
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -80,17 +80,25 @@ class ATSTFrameModel(ATSTHearModel):
         return total / (n_tokens + MEAN_EPS)
 
 
-def load_model(
-    model_file_path: str | Path | None = None,
-    *,
-    blocks: int | Sequence[int] | None = None,
-    precision: str = "fp32",
-    random_weights: bool = False,
-    size: str | None = None,
-) -> ATSTFrameModel:
-    """ATST-Frame from an official checkpoint (Lightning archive, teacher encoder) or a converted file.
+def frame_model_loader(kind: str, default_blocks: int, doc: str) -> Callable[..., ATSTFrameModel]:
+    """The ``load_model`` of a HEAR module whose encoder is a FrameAST of ``kind`` (ATST-Frame, ATST-C2F): its
+    keyword-only parameters are the options the command line accepts."""
 
-    Without ``model_file_path`` the file is looked up in ``$HEAR_ATST_WEIGHTS``; the error says where to get it.
-    """
-    encoder = load_atst_encoder("atst_frame", "atst_frame", model_file_path, random_weights, size)
-    return ATSTFrameModel(encoder, blocks, precision).eval()
+    def load_model(
+        model_file_path: str | Path | None = None,
+        *,
+        blocks: int | Sequence[int] | None = None,
+        precision: str = "fp32",
+        random_weights: bool = False,
+        size: str | None = None,
+    ) -> ATSTFrameModel:
+        encoder = load_atst_encoder(kind, kind, model_file_path, random_weights, size)
+        return ATSTFrameModel(encoder, blocks, precision, default_blocks=default_blocks).eval()
+
+    load_model.__doc__ = doc
+    return load_model
+
+
+load_model = frame_model_loader("atst_frame", DEFAULT_BLOCKS, """ATST-Frame from an official checkpoint (Lightning
+archive, teacher encoder) or a converted file. Without ``model_file_path`` the file is looked up in
+``$HEAR_ATST_WEIGHTS``; the error says where to get it.""")

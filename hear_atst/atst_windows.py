@@ -29,10 +29,9 @@ from torch import Tensor, nn
 
 from hear_atst.encoders import load_encoder
 from hear_atst.encoders.atst import PATCH_FRAMES, SIZES, ATSTEncoder, random_encoder
-from hear_atst.frontends.atst_mel import MIN_SAMPLES, SAMPLE_RATE, ATSTLogMel
+from hear_atst.frontends.atst_mel import MIN_SAMPLES, SAMPLE_RATE, TOKEN_FIRST_CENTRE_MS, TOKEN_HOP_MS, ATSTLogMel
 from hear_atst.hear_api import HearModel
 from hear_atst.layers import block_indices
-from hear_atst.mel import TOKEN_FIRST_CENTRE_MS, TOKEN_HOP_MS
 from hear_atst.registry import get_model_spec, require_bool
 from hear_atst.weights import resolve_weights
 

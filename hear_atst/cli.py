@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: an option shows its value's type, a flag shows none (no "<bool>")
 )
 
 COMMAND_MODULES = (

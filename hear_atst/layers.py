@@ -7,6 +7,7 @@ Key names follow the authors' checkpoints (``blocks.<i>.norm1``, ``.attn.qkv``, 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,12 @@ class Block(nn.Module):
     def forward(self, x: Tensor, attn_bias: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.norm1(x), attn_bias)
         return x + self.mlp(self.norm2(x))
+
+
+def transformer_config(kind: str, embed_dim: int, depth: int) -> dict[str, Any]:
+    """The configuration every encoder built on :class:`Transformer` records first: its kind, width, depth and
+    number of heads (each encoder family adds its own keys)."""
+    return {"kind": kind, "embed_dim": embed_dim, "depth": depth, "num_heads": embed_dim // HEAD_DIM}
 
 
 class Transformer(nn.Module):

@@ -15,14 +15,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hear_atst.frontends.atst_mel import HOP, MIN_SAMPLES, N_MELS, SAMPLE_RATE, ATSTLogMel
+from hear_atst.frontends.atst_mel import (
+    FRAMES_PER_TOKEN,
+    MIN_SAMPLES,
+    N_MELS,
+    SAMPLE_RATE,
+    TOKEN_FIRST_CENTRE_MS,
+    TOKEN_HOP_MS,
+    ATSTLogMel,
+)
 from hear_atst.hear_api import HearModel, centred_timestamps, get_scene_embeddings, get_timestamp_embeddings
 
 __all__ = ["LogMelBaseline", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
 
-FRAMES_PER_TOKEN = 4
-TOKEN_HOP_MS = FRAMES_PER_TOKEN * HOP * 1000 / SAMPLE_RATE  # 40 ms
-TOKEN_FIRST_CENTRE_MS = (FRAMES_PER_TOKEN - 1) / 2 * HOP * 1000 / SAMPLE_RATE  # 15 ms
 
 
 class LogMelBaseline(HearModel):

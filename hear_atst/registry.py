@@ -150,7 +150,7 @@ def model_options(items: list[str] | None, options_json: str | None) -> dict[str
 
 def parse_model_options(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a value is parsed as JSON when it is valid JSON (``blocks=1`` -> 1), ``True``/``False`` in
-    any case are booleans (Python's spelling, as the README writes them), anything else is kept as text."""
+    any case are booleans (Python's spelling, as docs/models.md writes them), anything else is kept as text."""
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")

@@ -37,8 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from hear_atst.registry import MODELS
+from tasks.hear_format import HEAR_SAMPLE_RATES
 
-HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 TIMESTAMP_LENGTHS_S = (1.07, 1.98, 4.0)  # hear-validator's clip lengths
 SCENE_LENGTH_S = 2.74
 MAX_SPACING_ERROR_MS = 1.0

@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evaluation.taskfolder import folder_sample_rates, read_task_metadata
 from hear_atst.commands import USAGE_ERROR
+from tasks.hear_format import HEAR_SAMPLE_RATES
 from tasks.registry import (
     DEFAULT_TASKS_DIR,
-    REGISTRY,
     TASKS_DIR_ENV,
+    all_specs,
     default_tasks_dir,
     duplicate_folders,
     get_spec,
@@ -35,8 +35,6 @@ WORKERS_OPTION = typer.Option(None, "--workers", help="Audio threads (default: a
 
 
 def _rates(text: str) -> list[int]:
-    from tasks.pipeline import HEAR_SAMPLE_RATES
-
     try:
         rates = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
@@ -65,18 +63,20 @@ def tasks_command(tasks_dir: Path | None = TASKS_DIR_OPTION) -> None:
         typer.secho(f"warning: {name} is found more than once ({' and '.join(map(str, paths))}); looking it up "
                     "fails until one is removed", fg=typer.colors.YELLOW, err=True)
     console.print("--source needs:")
-    for spec in REGISTRY.values():
+    for spec in all_specs():
         console.print(f"  {spec.name}: {spec.needs}", highlight=False)
 
 
 def _tasks_table(tasks_dir: Path, folders: list[Path]) -> Table:
     """One row per mode of each registered task, then one per other task folder on disk (by its path there)."""
+    from evaluation.taskfolder import folder_sample_rates, read_task_metadata
+
     on_disk = {folder.name: folder for folder in folders}
     table = Table(title=f"HEAR tasks ({tasks_dir})")
     for column in ("task", "folder", "kind", "clip s", "primary", "prepared"):
         table.add_column(column, overflow="fold")  # folder names stay whole in a narrow terminal
     shown: set[str] = set()
-    for spec in REGISTRY.values():
+    for spec in all_specs():
         config = spec.config
         kind = f"{config['embedding_type']}/{config['prediction_type']}, {config['split_mode']}"
         name = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
@@ -117,6 +117,8 @@ def prepare_command(
         spec = get_spec(task)
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0])) from error
+    if spec.synthetic and source is not None:
+        raise typer.BadParameter(f"{spec.name} is synthesised here and reads no --source")
     start = time.perf_counter()
     try:
         folder = prepare_task(

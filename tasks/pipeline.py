@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from hear_atst.atomic import write_bytes_atomic
 from tasks.audio import fit_length, read_audio, resample, to_mono, to_pcm16, write_wav_pcm16
 from tasks.download import DOWNLOADS_DIRNAME, locate
 from tasks.hear_format import (
+    HEAR_SAMPLE_RATES,
     METADATA_FILENAME,
     PREPARE_PENDING,
     TEST_PERCENTAGE,
@@ -39,11 +40,10 @@ from tasks.hear_format import (
     VOCABULARY_FILENAME,
 )
 from tasks.hear_rng import array_split, shuffle_rows, shuffled
-from tasks.registry import WORKDIR_NAME, TaskSpec, folder_name, run_config
+from tasks.registry import WORKDIR_NAME, TaskSpec, folder_name, get_spec, run_config
 
 log = logging.getLogger(__name__)
 
-HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 KFOLD_RETRIES = 1000
 
 
@@ -361,3 +361,17 @@ def prepare_task(
         workdir.parent.rmdir()
     log.info("prepared %s: %s", folder, {split: len(pairs) for split, pairs in kept.items()})
     return folder
+
+
+def prepare_synthetic(task: str, tasks_dir: Path, log: Callable[[str], None] | None = None) -> Path | None:
+    """Build a registered synthetic task (no download, no ``--source``) in its default mode when its folder is not
+    in ``tasks_dir`` yet; return the folder, or ``None`` when ``task`` names no synthetic task or it is there."""
+    try:
+        spec = get_spec(task)
+    except KeyError:
+        return None
+    if not spec.synthetic or (tasks_dir / spec.folder_name() / METADATA_FILENAME).is_file():
+        return None
+    if log:
+        log(f"preparing {spec.name} in {tasks_dir} (synthetic: no download, a few seconds)")
+    return prepare_task(spec, tasks_dir)

@@ -9,25 +9,27 @@ A task folder is a directory holding a ``task_metadata.json``, either directly u
 from __future__ import annotations
 
 import copy
+import functools
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from evaluation.taskfolder import read_task_metadata
-from tasks import dcase2016, esc50, speech_commands, spoken_digit, voxceleb1
-from tasks.download import Source
 from tasks.hear_format import METADATA_FILENAME
+
+if TYPE_CHECKING:  # the registry itself stays light: ``hear-atst --help`` reads it
+    import pandas as pd
+
+    from tasks.download import Source
 
 TASKS_DIR_ENV = "HEAR_ATST_TASKS"
 DEFAULT_TASKS_DIR = "tasks_data"  # when $HEAR_ATST_TASKS is not set
 WORKDIR_NAME = "_workdir"
 FOLDER_PATTERNS = ("*", "*/tasks/*")  # prepared here / unpacked from an official hear-<version>-*.tar.gz
 
-MetadataBuilder = Callable[[Mapping[str, Path], Mapping[str, Any], Path], pd.DataFrame]
+MetadataBuilder = Callable[[Mapping[str, Path], Mapping[str, Any], Path], "pd.DataFrame"]
 
 
 def default_filestem(relpath: str) -> str:
@@ -55,6 +57,7 @@ class TaskSpec:
     aliases: tuple[str, ...] = ()
     filestem: Callable[[str], str] = default_filestem
     split_key: Callable[[pd.DataFrame], pd.Series] | None = None
+    synthetic: bool = False  # built from nothing (no download, no --source): prepared on first use
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -87,41 +90,67 @@ def folder_name(config: Mapping[str, Any]) -> str:
 
 
 
-def _spec(module: Any, **kwargs: Any) -> TaskSpec:
+@dataclass(frozen=True)
+class TaskEntry:
+    """A registered task: the module that defines it (imported only when the task is used) and its aliases.
+
+    The module holds ``CONFIG`` (a hear-preprocess task config with ``modes``), ``SUMMARY``, ``NEEDS``, ``SOURCES``
+    and ``build_metadata``; optionally ``filestem``, ``split_key`` and ``SYNTHETIC = True`` (see :class:`TaskSpec`).
+    """
+
+    module: str
+    aliases: tuple[str, ...] = ()
+
+
+TASKS: dict[str, TaskEntry] = {
+    "esc50": TaskEntry("tasks.esc50"),
+    "speech_commands": TaskEntry("tasks.speech_commands"),
+    "voxceleb1": TaskEntry("tasks.voxceleb1"),
+    "dcase2016_task2": TaskEntry("tasks.dcase2016", aliases=("dcase2016",)),
+    "spoken_digit": TaskEntry("tasks.spoken_digit", aliases=("fsdd",)),
+    "demo": TaskEntry("tasks.demo"),
+    "demo_events": TaskEntry("tasks.demo_events"),
+}
+
+
+@functools.cache
+def _load_spec(name: str) -> TaskSpec:
+    entry = TASKS[name]
+    module = importlib.import_module(entry.module)
+    if module.CONFIG["task_name"] != name:
+        raise ValueError(f"{entry.module} defines task {module.CONFIG['task_name']!r}, registered as {name!r}")
     return TaskSpec(
-        name=module.CONFIG["task_name"],
+        name=name,
         summary=module.SUMMARY,
         needs=module.NEEDS,
         config=module.CONFIG,
         sources=module.SOURCES,
         build_metadata=module.build_metadata,
-        **kwargs,
+        aliases=entry.aliases,
+        filestem=getattr(module, "filestem", default_filestem),
+        split_key=getattr(module, "split_key", None),
+        synthetic=getattr(module, "SYNTHETIC", False),
     )
 
 
-REGISTRY: dict[str, TaskSpec] = {
-    spec.name: spec
-    for spec in (
-        _spec(esc50),
-        _spec(
-            speech_commands,
-            filestem=speech_commands.filestem,
-            split_key=speech_commands.split_key,
-        ),
-        _spec(voxceleb1, filestem=voxceleb1.filestem),
-        _spec(dcase2016, aliases=("dcase2016",)),
-        _spec(spoken_digit, aliases=("fsdd",)),
-    )
-}
+def registered_name(name: str) -> str:
+    """The registered name of ``name`` (itself or an alias); ``KeyError`` listing the registered tasks otherwise."""
+    for registered, entry in TASKS.items():
+        if name == registered or name in entry.aliases:
+            return registered
+    known = ", ".join(registered + (f" ({', '.join(entry.aliases)})" if entry.aliases else "")
+                      for registered, entry in TASKS.items())
+    raise KeyError(f"unknown task {name!r}; registered tasks: {known}")
 
 
 def get_spec(name: str) -> TaskSpec:
-    """The registered task called ``name`` (or with that alias)."""
-    for spec in REGISTRY.values():
-        if name == spec.name or name in spec.aliases:
-            return spec
-    known = ", ".join(f"{s.name}" + (f" ({', '.join(s.aliases)})" if s.aliases else "") for s in REGISTRY.values())
-    raise KeyError(f"unknown task {name!r}; registered tasks: {known}")
+    """The registered task called ``name`` (or with that alias), its module imported."""
+    return _load_spec(registered_name(name))
+
+
+def all_specs() -> list[TaskSpec]:
+    """Every registered task, in registry order (imports every task module)."""
+    return [_load_spec(name) for name in TASKS]
 
 
 def default_tasks_dir() -> Path:
@@ -158,6 +187,8 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
     Raises ``LookupError`` listing the candidates when several folders match, or saying how to prepare the task
     when none does.
     """
+    from evaluation.taskfolder import read_task_metadata
+
     tasks_dir = Path(tasks_dir)
     folders = list_task_folders(tasks_dir)
     by_name = [f for f in folders if f.name == name_or_alias]
@@ -187,14 +218,15 @@ def resolve_task_folder(name_or_alias: str, tasks_dir: str | Path, mode: str | N
         raise LookupError(f"{name_or_alias!r} matches several task folders in {tasks_dir}: {listed}; name one of them")
     if spec is not None:
         wanted = spec.folder_name(mode)
+        source = "" if spec.synthetic else " --source PATH"
         raise LookupError(
             f"task {spec.name} is not prepared in {tasks_dir} (no {wanted}/); run "
-            f"`hear-atst prepare {spec.name} --source PATH --tasks-dir {tasks_dir}"
+            f"`hear-atst prepare {spec.name}{source} --tasks-dir {tasks_dir}"
             + (f" --mode {mode}`" if mode else "`")
             + f" (needs {spec.needs})"
         )
     on_disk = ", ".join(f.name for f in folders) or "none"
     raise LookupError(
-        f"no task {name_or_alias!r}: not registered ({', '.join(REGISTRY)}) and no such folder in {tasks_dir} "
+        f"no task {name_or_alias!r}: not registered ({', '.join(TASKS)}) and no such folder in {tasks_dir} "
         f"(folders there: {on_disk})"
     )

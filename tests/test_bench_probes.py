@@ -1,13 +1,9 @@
-"""Smoke run of the probe benchmark in reduced size (slow on a shared 2-core machine: marked slow)."""
+"""Smoke run of the probe benchmark in reduced size (slow on a shared 2-core machine: marked slow), and the FLOP
+count of the kit protocol's heads (``benchmarks/`` is on pytest's ``pythonpath``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.mark.slow
@@ -30,12 +26,14 @@ def test_epoch_gemm_flops_counts_what_autograd_multiplies():
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from evaluation.kit_protocol import kit_head
+
     confs = [{"hidden_layers": 2, "hidden_dim": 32, "dropout": 0.1, "initialization": "xavier_uniform_"},
              {"hidden_layers": 1, "hidden_dim": 16, "dropout": 0.1, "initialization": "xavier_normal_"}]
     x, n_out = torch.randn(50, 24), 5
     counted = 0
     for conf in confs:
-        head = bench_probes.kit_head(conf, x.shape[1], n_out)
+        head = kit_head(conf, x.shape[1], n_out)
         with FlopCounterMode(display=False) as counter:
             head(x).sum().backward()
         counted += counter.get_total_flops()

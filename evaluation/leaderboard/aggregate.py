@@ -21,23 +21,11 @@ import pandas as pd
 
 from evaluation.results import RESULTS_FILENAME, read_results
 
+# What a run says about its score besides the mean, in the order every table shows it.
+SCORE_DETAIL_COLUMNS = ("std", "ci95_low", "ci95_high", "n", "date", "weights_sha256")
 RUN_COLUMNS = (
-    "model",
-    "model_name",
-    "task",
-    "task_name",
-    "task_folder",
-    "protocol",
-    "metric",
-    "higher_is_better",
-    "mean",
-    "std",
-    "ci95_low",
-    "ci95_high",
-    "n",
-    "date",
-    "weights_sha256",
-    "path",
+    "model", "model_name", "task", "task_name", "task_folder", "protocol", "metric", "higher_is_better", "mean",
+    *SCORE_DETAIL_COLUMNS, "path",
 )
 
 # Task names whose full mode is one of several leaderboard columns (Speech commands 5h / full): their key always

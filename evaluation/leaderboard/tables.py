@@ -12,24 +12,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evaluation.leaderboard.aggregate import sort_by_score
+from evaluation.leaderboard.aggregate import SCORE_DETAIL_COLUMNS, sort_by_score
 
 LEADERBOARD_COLUMNS = (
-    "row",
-    "comparison",
-    "model",
-    "task",
-    "protocol",
-    "metric",
-    "value",
-    "std",
-    "ci95_low",
-    "ci95_high",
-    "n",
-    "date",
-    "weights_sha256",
-    "source",
-    "note",
+    "row", "comparison", "model", "task", "protocol", "metric", "value", *SCORE_DETAIL_COLUMNS, "source", "note",
     "path",
 )
 

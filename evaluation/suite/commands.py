@@ -14,10 +14,11 @@ from typing import Annotated
 
 import typer
 
-from evaluation.commands import Device, Grid, TasksDirOpt
+from evaluation.commands import Device, Grid
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.commands import CHECK_FAILED, USAGE_ERROR
 from hear_atst.registry import Precision
+from tasks.commands import TASKS_DIR_HELP
 
 RUNS_FOLDER = "suite-runs"  # under --results-dir: one folder per run with run.json, logs/ and the leaderboard
 
@@ -60,7 +61,7 @@ def run_command(
     ] = None,
     weights: Annotated[list[str] | None, typer.Option(
         "--weights", help="MODEL=FILE: the checkpoint of one of --models (repeatable).")] = None,
-    tasks_dir: TasksDirOpt = None,
+    tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help=TASKS_DIR_HELP)] = None,
     embeddings_dir: Annotated[Path, typer.Option("--embeddings-dir", help="Embedding cache (the kit's layout).")
                               ] = Path(DEFAULT_EMBEDDINGS_DIR),
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json files go.")

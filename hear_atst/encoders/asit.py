@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from hear_atst.checkpoints import CheckpointError
-from hear_atst.layers import HEAD_DIM, LAYER_NORM_EPS, Transformer, resize_pos_embed_grid
+from hear_atst.layers import HEAD_DIM, LAYER_NORM_EPS, Transformer, resize_pos_embed_grid, transformer_config
 
 KINDS = ("asit",)
 PATCH_SIZE = 16
@@ -65,10 +65,7 @@ class AsitEncoder(Transformer):
     @property
     def config(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "embed_dim": self.embed_dim,
-            "depth": self.depth,
-            "num_heads": self.embed_dim // HEAD_DIM,
+            **transformer_config(self.kind, self.embed_dim, self.depth),
             "patch_size": PATCH_SIZE,
             "n_mels": N_MELS,
             "pos_grid": list(POS_GRID),

@@ -22,12 +22,18 @@ from torch import Tensor, nn
 
 from hear_atst.checkpoints import CheckpointError, check_state_dict
 from hear_atst.encoders.atst_checkpoints import select_encoder_state
-from hear_atst.layers import HEAD_DIM, LAYER_NORM_EPS, Transformer, block_indices, key_padding_bias
+from hear_atst.frontends.atst_mel import FRAMES_PER_TOKEN, N_MELS
+from hear_atst.layers import (
+    HEAD_DIM,
+    LAYER_NORM_EPS,
+    Transformer,
+    block_indices,
+    key_padding_bias,
+    transformer_config,
+)
 
-N_MELS = 64
-PATCH_FRAMES = 4
+PATCH_FRAMES = FRAMES_PER_TOKEN  # a patch (token) is 4 frames of 10 ms: one token per 40 ms (TOKEN_HOP_MS)
 PATCH_DIM = N_MELS * PATCH_FRAMES  # 256
-TOKEN_HOP_MS = 40.0  # one token per 4 frames of 10 ms
 POS_EMBED_SLOTS = 251  # CLS slot + (1001 // 4) patch slots, in every released checkpoint
 SIZES = {"small": (384, 12), "base": (768, 12)}  # name -> (embed_dim, depth); heads = embed_dim // 64
 
@@ -91,10 +97,7 @@ class ATSTEncoder(Transformer):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description that :func:`encoder_from_config` rebuilds the module from."""
         return {
-            "kind": self.kind,
-            "embed_dim": self.embed_dim,
-            "depth": self.depth,
-            "num_heads": self.embed_dim // HEAD_DIM,
+            **transformer_config(self.kind, self.embed_dim, self.depth),
             "pos_embed_slots": self.max_patches + 1,
         }
 
@@ -206,10 +209,7 @@ def config_from_state(kind: str, state: Mapping[str, Tensor]) -> dict[str, Any]:
     if not block_ids:
         raise CheckpointError("expected an ATST encoder with blocks.<i>.* tensors, found none")
     return {
-        "kind": ARCHITECTURE[kind],
-        "embed_dim": embed_dim,
-        "depth": max(block_ids) + 1,
-        "num_heads": embed_dim // HEAD_DIM,
+        **transformer_config(ARCHITECTURE[kind], embed_dim, max(block_ids) + 1),
         "pos_embed_slots": int(pos_embed.shape[1]),
     }
 

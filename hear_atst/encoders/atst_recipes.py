@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hear_atst.encoders.atst import PATCH_FRAMES, TOKEN_HOP_MS, ATSTEncoder, patch_lengths
+from hear_atst.encoders.atst import PATCH_FRAMES, ATSTEncoder, patch_lengths
+from hear_atst.frontends.atst_mel import TOKEN_HOP_MS
 
 MEAN_EPS = 1e-6  # the reference divides masked token sums by (patch count + 1e-6)
 CLIP_CHUNK_FRAMES = 601  # ATST-Clip linear eval / fine-tune: int(6.0 * 16000 / 160 + 1)

@@ -29,6 +29,10 @@ MINMAX_MIN = -79.6482
 MINMAX_MAX = 50.6842
 MIN_SAMPLES = N_FFT // 2 + 1  # reflect padding needs more samples than the pad width
 FRAMES_PER_BLOCK = 4096
+# The ATST token grid over these frames (ATST's patches are 4 frames wide; ``mel`` averages the same groups):
+FRAMES_PER_TOKEN = 4
+TOKEN_HOP_MS = FRAMES_PER_TOKEN * HOP * 1000 / SAMPLE_RATE  # 40 ms
+TOKEN_FIRST_CENTRE_MS = (FRAMES_PER_TOKEN - 1) / 2 * HOP * 1000 / SAMPLE_RATE  # 15 ms: frames 0-3 centred at 0-30 ms
 
 
 def htk_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> Tensor:
