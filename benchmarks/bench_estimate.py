@@ -108,7 +108,7 @@ def measure_overhead(embeddings: Path, probe: ProbeConfig, repeats: int) -> dict
                     display = ProgressDisplay(stream=null, live=mode == "live")
                     callback = TimedCallback(display)
                 start = time.perf_counter()
-                evaluate(task, probe, callback)
+                evaluate(task, probe, progress=callback)
                 times[mode].append(time.perf_counter() - start)
                 if display is not None and callback is not None:
                     display.close()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from evaluation.probes.registry import PROBES
 from evaluation.results import DEFAULT_EMBEDDINGS_DIR, DEFAULT_RESULTS_DIR
 from hear_atst.commands import USAGE_ERROR
 from hear_atst.registry import Precision, model_options
@@ -33,9 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class Protocol(str, Enum):
-    hear = "hear"
-    linear = "linear"
+Protocol = Enum("Protocol", {name: name for name in PROBES}, type=str)  # one per registered probe
 
 
 class Grid(str, Enum):
@@ -138,8 +137,9 @@ def eval_command(
     options: ModelTaskOptions,
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json goes.")] = Path(
         DEFAULT_RESULTS_DIR),
-    protocol: Annotated[Protocol, typer.Option("--protocol", help="hear: the kit's MLP grid; linear: EVAR's probe.")
-                        ] = Protocol.hear,
+    protocol: Annotated[Protocol, typer.Option(
+        "--protocol", help="hear: the kit's MLP grid; linear: EVAR's probe; knn: cosine k-nearest neighbours (no "
+        "training).")] = Protocol.hear,
     grid: Annotated[Grid, typer.Option("--grid", help="The kit's hyper-parameter grid (hear protocol).")
                     ] = Grid.default,
     grid_points: Annotated[int | None, typer.Option(
@@ -157,6 +157,9 @@ def eval_command(
     stop_on_non_finite: Annotated[bool, typer.Option(
         "--stop-on-non-finite", help="End a head's training at its first NaN or infinite validation score (the HEAR "
         "kit's early stopping; hear protocol only); by default training goes on.")] = False,
+    knn_standardize: Annotated[bool, typer.Option(
+        "--knn-standardize", help="Standardise embeddings with each fold's training statistics before the cosine "
+        "similarity (knn protocol only).")] = False,
     no_psds: Annotated[bool, typer.Option(
         "--no-psds", help="Leave PSDS (scenario 1, an extra score of event tasks) out.")] = False,
     probe_precision: Annotated[Precision, typer.Option(
@@ -173,22 +176,22 @@ def eval_command(
     from evaluation.protocol import ProbeConfig, check_probe_settings
     from evaluation.runner import run_eval
 
-    hear_flags = (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
-                  ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None))
-    hear_only = [flag for flag, given in hear_flags if given]
-    misplaced = (["--linear-lr"] if linear_lr is not None and protocol is not Protocol.linear else []) + (
-        hear_only if protocol is Protocol.linear else [])
-    if misplaced:
-        other = "linear" if misplaced == ["--linear-lr"] else "hear"
-        verb = "applies" if len(misplaced) == 1 else "apply"
-        typer.echo(f"error: {', '.join(misplaced)} {verb} to --protocol {other} only", err=True)
-        raise typer.Exit(USAGE_ERROR)
+    flags_of = {"hear": (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
+                         ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None)),
+                "linear": (("--linear-lr", linear_lr is not None),),
+                "knn": (("--knn-standardize", knn_standardize),)}
+    for owner, flags in flags_of.items():
+        misplaced = [flag for flag, given in flags if given]
+        if misplaced and protocol.value != owner:
+            verb = "applies" if len(misplaced) == 1 else "apply"
+            typer.echo(f"error: {', '.join(misplaced)} {verb} to --protocol {owner} only", err=True)
+            raise typer.Exit(USAGE_ERROR)
     given = {key: value for key, value in (("linear_lr", linear_lr), ("grid_points", grid_points)) if value is not None}
     try:
         probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,
                             stop_on_non_finite=stop_on_non_finite, psds=not no_psds, grid=grid.value,
-                            max_epochs=max_epochs, device=options.device.value, precision=probe_precision.value,
-                            **given)
+                            knn_standardize=knn_standardize, max_epochs=max_epochs, device=options.device.value,
+                            precision=probe_precision.value, **given)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from error

@@ -47,10 +47,12 @@ from evaluation.data import frame_labels
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, is_complete, task_embeddings_dir
 from evaluation.environment import cpu_model
 from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
+from evaluation.probes.base import ProbeContext
+from evaluation.probes.heads import TrainedHeadsProbe
 from evaluation.probes.mlp import HeadConfig
 from evaluation.probes.train import Member, Schedule, train_heads
 from evaluation.progress import BankStarted, EpochFinished, ProgressEvent, StepFinished, format_duration
-from evaluation.protocol import ProbeConfig, candidates, fold_rotation
+from evaluation.protocol import ProbeConfig, fold_rotation
 from evaluation.scores import get_score
 from evaluation.taskfolder import TaskFolder
 from tasks.audio import read_audio
@@ -343,6 +345,19 @@ def scoring_seconds(folder: TaskFolder, valid_splits: Sequence[str], rows: dict[
                   torch.device("cpu"), warmup=0, calls=1)
 
 
+def run_heads(config: ProbeConfig, metadata: dict[str, Any], n_train: int
+              ) -> tuple[list[HeadConfig], list[Schedule]]:
+    """The heads the run's probe trains and their schedules under the run's settings (none for a probe that
+    trains no heads, e.g. kNN: its time is not estimated)."""
+    context = ProbeContext(x=torch.empty(0), y=torch.empty(0), multilabel=False, maximize=True, config=config,
+                           metadata=metadata, validator=lambda fold: lambda p, lg: (0.0, None))
+    probe = config.probe(context)
+    if not isinstance(probe, TrainedHeadsProbe):
+        return [], []
+    _, heads, schedules = probe.heads(n_train)
+    return heads, [probe._with_run_settings(schedule) for schedule in schedules]
+
+
 def calibrate_probe(config: ProbeConfig, folder: TaskFolder, rows: dict[str, int], dims: int) -> ProbeEstimate:
     """Time the banks of one seed's grid and retraining at the task's sizes (see the module docstring)."""
     metadata = folder.metadata
@@ -350,7 +365,7 @@ def calibrate_probe(config: ProbeConfig, folder: TaskFolder, rows: dict[str, int
     train_rows = sum(rows[split] for split in rotation[0]["train"])
     valid_rows = sum(rows[split] for split in rotation[0]["valid"])
     n_labels, multilabel = len(folder.label_vocabulary), metadata["prediction_type"] == "multilabel"
-    _, heads, schedules = candidates(config, metadata, train_rows, maximize=True)
+    heads, schedules = run_heads(config, metadata, train_rows)
     score_seconds = scoring_seconds(folder, rotation[0]["valid"], rows)
     groups: dict[tuple[Schedule, Any], list[int]] = {}
     for index, (head, schedule) in enumerate(zip(heads, schedules, strict=True)):
@@ -366,7 +381,7 @@ def calibrate_probe(config: ProbeConfig, folder: TaskFolder, rows: dict[str, int
                              check + score_seconds))
     others = len(rotation) - 1
     retrain: tuple[BankWork, ...] = ()
-    if others:  # one bank of the chosen point on every other fold (the linear probe: one fold at a time)
+    if others and heads:  # one bank of the chosen point on every other fold (the linear probe: one fold at a time)
         together: dict[Any, tuple[float, float]] = {}
         for i, head in enumerate(heads):
             if config.protocol != "linear" and head.family not in together:

@@ -8,7 +8,11 @@ interval and patience, and each schedule gets its own bank); the best point by v
 grid (stable sort, so ties keep grid order) is retrained on every other fold, all
 folds together; each fold is tested with its own best checkpoint and, for event tasks, the post-processing
 setting chosen at that checkpoint's validation. The ``linear`` protocol trains EVAR's linear probe the same
-way (a grid of one). Each seed repeats everything with its own initialisation, batch order and dropout.
+way (a grid of one); the ``knn`` protocol votes with cosine nearest neighbours, its (k, weighting) grid searched
+the same way. Each seed repeats everything with its own initialisation, batch order and dropout.
+
+Every probe is one module under :mod:`evaluation.probes` behind the interface of :mod:`evaluation.probes.base`,
+found by its protocol name in :mod:`evaluation.probes.registry`: this module never branches on the probe.
 
 Summary statistics (``TaskResult.score``/``scores``): over every (fold, seed) test value — ``n = folds x
 seeds`` — the mean, the sample std (ddof=1) and a 95 % Student-t interval ``mean ± t(0.975, n-1) std/sqrt(n)``
@@ -17,10 +21,9 @@ seeds`` — the mean, the sample std (ddof=1) and a 95 % Student-t interval ``me
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +31,19 @@ import numpy as np
 import torch
 from scipy import stats
 
+from evaluation.class_scores import (
+    DEFAULT_COLLAR_S,
+    confusion_matrix,
+    event_class_scores,
+    mean_over_seeds,
+    scene_class_scores,
+)
 from evaluation.data import TaskEmbeddings
 from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
-from evaluation.probes.grid import sample_grid
-from evaluation.probes.linear import linear_head, linear_schedule, standardize
-from evaluation.probes.mlp import HeadConfig, compute_dtype, predict
-from evaluation.probes.train import Member, Schedule, Trained, train_heads
+from evaluation.predictions import FoldPredictions, TestPredictions
+from evaluation.probes.base import Fitted, Probe, ProbeContext
+from evaluation.probes.mlp import compute_dtype
+from evaluation.probes.registry import probe_class
 from evaluation.progress import PhaseFinished, PhaseStarted, ProbeFinished, ProbePlan, ProgressCallback
 from evaluation.results import FoldEvents
 from evaluation.scores import EventMap, get_score, psds
@@ -46,7 +56,7 @@ class ProbeConfig:
     """How to probe. ``shuffle=False`` reproduces the kit's never-shuffled training batches and
     ``stop_on_non_finite=True`` its early stop at a NaN or infinite validation score (both off by default)."""
 
-    protocol: str = "hear"  # "hear" | "linear"
+    protocol: str = "hear"  # a name in evaluation.probes.registry.PROBES: "hear" | "linear" | "knn"
     seeds: list[int] = field(default_factory=lambda: [0])
     shuffle: bool = True
     stop_on_non_finite: bool = False
@@ -59,19 +69,21 @@ class ProbeConfig:
     linear_weight_decay: float = 1e-8
     max_epochs: int | None = None  # cap for smoke runs only; None keeps the protocol's value
     precision: str = "fp32"  # probe GEMMs: "fp32" | "bf16" (float32 master weights, Adam state and BatchNorm)
+    knn_standardize: bool = False  # knn: standardise with the fold's training statistics before L2-normalising
 
     def __post_init__(self) -> None:
-        if self.protocol not in ("hear", "linear"):
-            raise ValueError(f"protocol must be 'hear' or 'linear', got {self.protocol!r}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
-        if self.protocol == "linear" and (not self.shuffle or self.stop_on_non_finite):
-            raise ValueError("shuffle=False and stop_on_non_finite=True reproduce the HEAR kit's training; the linear "
-                             "protocol follows EVAR, which shuffles and has no such stop")
+        self.probe.check_config(self)
         if not self.linear_lr > 0 or self.linear_weight_decay < 0:
             raise ValueError(f"linear_lr must be > 0 and linear_weight_decay >= 0, got {self.linear_lr!r}, "
                              f"{self.linear_weight_decay!r}")
         compute_dtype(self.precision)  # raises ValueError on an unknown precision
+
+    @property
+    def probe(self) -> type[Probe]:
+        """The probe of :attr:`protocol` (ValueError for an unknown name)."""
+        return probe_class(self.protocol)
 
     @property
     def run_name(self) -> str:
@@ -79,13 +91,7 @@ class ProbeConfig:
         differs from the default (e.g. ``hear``, ``linear``, ``hear-grid=fast-precision=bf16``), so runs of two
         protocols or settings never overwrite each other. Seeds are not part of it: a rerun replaces a run."""
         default = ProbeConfig()
-        parts = [self.protocol]
-        if self.protocol == "hear":
-            parts += [f"grid={self.grid}"] * (self.grid != default.grid)
-            parts += [f"points={self.grid_points}"] * (self.grid_points != default.grid_points)
-        else:
-            parts += [f"lr={self.linear_lr:g}"] * (self.linear_lr != default.linear_lr)
-            parts += [f"wd={self.linear_weight_decay:g}"] * (self.linear_weight_decay != default.linear_weight_decay)
+        parts = [self.protocol, *self.probe.run_name_parts(self)]
         parts += ["kit-order"] * (not self.shuffle)
         parts += ["stop-non-finite"] * self.stop_on_non_finite
         parts += [f"precision={self.precision}"] * (self.precision != default.precision)
@@ -107,10 +113,13 @@ class TaskResult:
     predicted_scores: list[dict[str, Any]]  # the kit's test.predicted-scores.json, one per seed
     probe_seconds: float
     events: FoldEvents | None = None  # event tasks: the first seed's first fold's test events (test.events.json)
+    predictions: TestPredictions | None = None  # every (seed, fold)'s test rows (test.predictions.npz/.json)
+    class_scores: dict[str, Any] | None = None  # per-label scores (evaluation.class_scores)
 
     def to_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in
-                ("protocol", "primary_score", "higher_is_better", "score", "scores", "runs")}
+        keys = ("protocol", "primary_score", "higher_is_better", "score", "scores", "runs")
+        return {**{key: getattr(self, key) for key in keys},
+                **({"class_scores": self.class_scores} if self.class_scores is not None else {})}
 
     def to_predicted_scores(self, seed_index: int = 0) -> dict[str, Any]:
         """The kit's ``test.predicted-scores.json`` dict for one seed (the runner adds ``embedding_path``)."""
@@ -120,48 +129,10 @@ class TaskResult:
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _check_epoch_cap(max_epochs: int, check_every: int) -> None:
-    if max_epochs < check_every:
-        raise ValueError(f"max_epochs={max_epochs} is below this grid point's validation interval ({check_every} "
-                         f"epochs): no validation would run; cap at {check_every} or more")
-
-
 def check_probe_settings(config: ProbeConfig, metadata: dict[str, Any]) -> None:
-    """Refuse, before anything is embedded, an epoch cap below the validation interval of a grid point this run
-    would sample (the linear protocol validates every epoch)."""
-    if config.max_epochs is not None and config.protocol == "hear":
-        for point in sample_grid(metadata, config.grid_points, config.grid):
-            _check_epoch_cap(config.max_epochs, point["check_val_every_n_epoch"])
-
-
-def candidates(config: ProbeConfig, metadata: dict[str, Any], n_train: int, maximize: bool
-               ) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
-    """The grid points: hyper-parameters, heads and each head's schedule under this run's settings (the kit's
-    fast/faster grids vary ``max_epochs``, ``check_val_every_n_epoch`` and ``patience`` between points)."""
-    if config.protocol == "linear":
-        head = linear_head(config.linear_lr, config.linear_weight_decay)
-        schedule = linear_schedule(n_train, maximize)
-        hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
-                    "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
-                    "patience": schedule.patience}]
-        return hparams, [head], [_with_run_settings(config, schedule)]
-    hparams = sample_grid(metadata, config.grid_points, config.grid)
-    heads = [HeadConfig(hidden_layers=h["hidden_layers"], hidden_dim=h["hidden_dim"], dropout=h["dropout"],
-                        lr=h["lr"], initialization=h["initialization"], hidden_norm=h["hidden_norm"])
-             for h in hparams]
-    schedules = [_with_run_settings(config, Schedule(h["max_epochs"], h["check_val_every_n_epoch"], h["patience"],
-                                                     h["batch_size"], maximize=maximize)) for h in hparams]
-    return hparams, heads, schedules
-
-
-def _with_run_settings(config: ProbeConfig, schedule: Schedule) -> Schedule:
-    """A grid point's ``schedule`` under this run's settings: batch order, the kit's stop on non-finite values,
-    and ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
-    schedule = dataclasses.replace(schedule, shuffle=config.shuffle, stop_on_non_finite=config.stop_on_non_finite)
-    if config.max_epochs is None:
-        return schedule
-    _check_epoch_cap(config.max_epochs, schedule.check_every)
-    return dataclasses.replace(schedule, max_epochs=min(schedule.max_epochs, config.max_epochs))
+    """Refuse, before anything is embedded, settings the task's candidates cannot run with (e.g. an epoch cap below
+    the validation interval of a grid point this run would sample)."""
+    config.probe.check_task(config, metadata)
 
 
 def fold_rotation(metadata: dict[str, Any]) -> list[dict[str, list[str]]]:
@@ -278,9 +249,11 @@ def _loss(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
 
 
 class _Evaluator:
-    def __init__(self, task: TaskEmbeddings, config: ProbeConfig, progress: ProgressCallback | None = None):
+    def __init__(self, task: TaskEmbeddings, config: ProbeConfig, log: Callable[[str], None] | None = None,
+                 progress: ProgressCallback | None = None):
+        self.progress = progress
         _check_task(task)
-        self.task, self.config, self.progress = task, config, progress
+        self.task, self.config = task, config
         self.metadata = task.metadata
         self.labels = [str(label) for label in task.label_vocabulary]
         self.multilabel = task.prediction_type == "multilabel"
@@ -292,11 +265,9 @@ class _Evaluator:
             raise ValueError("without scoring for early stopping an event task needs exactly one post-processing")
         self.data = _stack(task, config.device)
         self.folds = [_Fold(task, self.data, i, s) for i, s in enumerate(fold_rotation(self.metadata))]
-
-    # ---------------------------------------------------------------- heads and schedules
-
-    def _candidates(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
-        return candidates(self.config, self.metadata, n_train, self.maximize)
+        self.probe = config.probe(ProbeContext(
+            x=self.data.x, y=self.data.y, multilabel=self.multilabel, maximize=self.maximize, config=config,
+            metadata=self.metadata, validator=self._validator, log=log, progress=progress))
 
     def _validator(self, fold: _Fold):
         targets = fold.y[fold.valid_rows]
@@ -314,52 +285,12 @@ class _Evaluator:
 
         return validate
 
-    def _members(self, folds: Sequence[_Fold], heads: Sequence[tuple[int, HeadConfig]], seed: int) -> list[Member]:
-        """One member per (fold, head), fold-major; a head's index (its grid position) is part of its init seed."""
-        members = []
-        for fold in folds:
-            for index, head in heads:
-                members.append(Member(
-                    config=head, init_seed=seed * 1_000_003 + fold.index * 1009 + index,
-                    shuffle_seed=seed * 1_000_003 + fold.index, train_rows=fold.train_rows,
-                    valid_rows=fold.valid_rows, validate=self._validator(fold), data_key=fold.name,
-                ))
-        return members
-
-    def _x_for(self, fold_rows: np.ndarray) -> torch.Tensor:
-        return standardize(self.data.x, fold_rows) if self.config.protocol == "linear" else self.data.x
-
-    def _train(self, folds: Sequence[_Fold], heads: Sequence[HeadConfig], schedules: Sequence[Schedule], seed: int
-               ) -> list[Trained]:
-        """Every (fold, head) trained, fold-major; heads with different schedules train in separate banks."""
-        groups: dict[Schedule, list[int]] = {}
-        for index, schedule in enumerate(schedules):
-            groups.setdefault(schedule, []).append(index)
-        trained: dict[tuple[int, int], Trained] = {}
-        for schedule, indices in groups.items():
-            results = self._train_bank(folds, [(i, heads[i]) for i in indices], schedule, seed)
-            trained.update(zip([(f, i) for f in range(len(folds)) for i in indices], results, strict=True))
-        return [trained[f, i] for f in range(len(folds)) for i in range(len(heads))]
-
-    def _train_bank(self, folds: Sequence[_Fold], heads: Sequence[tuple[int, HeadConfig]], schedule: Schedule,
-                    seed: int) -> list[Trained]:
-        """Heads of one schedule on every fold, fold-major."""
-        if self.config.protocol == "linear":  # standardisation differs per fold: one fold at a time
-            return [t for fold in folds
-                    for t in train_heads(self._members([fold], heads, seed), self._x_for(fold.train_rows),
-                                         self.data.y, schedule, self.multilabel, self.config.precision,
-                                         self.progress)]
-        return train_heads(self._members(folds, heads, seed), self.data.x, self.data.y, schedule, self.multilabel,
-                           self.config.precision, self.progress)
-
     # ---------------------------------------------------------------- test
 
-    def _test(self, fold: _Fold, trained: Trained) -> tuple[dict[str, float], EventMap | None]:
-        """The test scores of one fold's best checkpoint (the kit's keys) and, for event tasks, its events."""
-        x = self._x_for(fold.train_rows)
-        rows = torch.as_tensor(fold.test_rows, dtype=torch.long, device=x.device)
-        probs_t, logits_t = predict([trained.state], x[rows], self.multilabel, self.config.precision)
-        probs, logits = probs_t[0].cpu().numpy(), logits_t[0].cpu().numpy()
+    def _test(self, fold: _Fold, trained: Fitted) -> tuple[dict[str, float], EventMap | None, np.ndarray, np.ndarray]:
+        """The test scores of one fold's fitted probe (the kit's keys), for event tasks its events, and its test
+        (probabilities, logits)."""
+        probs, logits = self.probe.predict(trained, fold, fold.test_rows)
         targets = fold.y[fold.test_rows]
         out: dict[str, float] = {"test_loss": _loss(logits, targets, self.multilabel)}
         metrics: dict[str, float] = {}
@@ -378,7 +309,7 @@ class _Evaluator:
                 metrics["test_psds1"] = self._psds(layout, probs, reference, trained.extra)
         out["test_score"] = metrics[f"test_{self.primary.name}"]
         out.update(metrics)
-        return out, predicted
+        return out, predicted, probs, logits
 
     def _psds(self, layout: FrameLayout, probs: np.ndarray, reference: EventMap, setting: Any) -> float:
         points = [layout.events(probs, self.labels, setting, threshold=float(t)) for t in PSDS_THRESHOLDS]
@@ -391,51 +322,65 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- one seed
 
+    def _head_epochs(self, hparams: dict[str, Any]) -> int:
+        """The most epochs a candidate trains (0 for a probe without epochs)."""
+        cap = self.config.max_epochs
+        return min(int(hparams.get("max_epochs", 0)), cap if cap is not None else 10**9)
+
     def plan(self) -> ProbePlan:
         """The work of :meth:`run_seed` for every seed, at most (the progress display's bound)."""
-        _, _, schedules = self._candidates(len(self.folds[0].train_rows))
+        epochs = [self._head_epochs(h) for h in self.probe.candidates(len(self.folds[0].train_rows))]
         return ProbePlan(task=self.task.task_name, protocol=self.config.protocol, seeds=tuple(self.config.seeds),
-                         folds=tuple(fold.name for fold in self.folds), grid_points=len(schedules),
-                         grid_head_epochs=sum(s.max_epochs for s in schedules),
-                         retrain_head_epochs=(len(self.folds) - 1) * max(s.max_epochs for s in schedules))
+                         folds=tuple(fold.name for fold in self.folds), grid_points=len(epochs),
+                         grid_head_epochs=sum(epochs), retrain_head_epochs=(len(self.folds) - 1) * max(epochs))
 
-    def _phase(self, seed: int, phase: str, folds: Sequence[_Fold], heads: Sequence[HeadConfig],
-               schedules: Sequence[Schedule]) -> tuple[list[Trained], float]:
-        """``_train`` announced to the progress callback; the trained heads and the seconds it took."""
-        names = tuple(fold.name for fold in folds)
+    def _announce(self, seed: int, phase: str, folds: Sequence[_Fold], epochs: Sequence[int]) -> None:
         if self.progress:
-            self.progress(PhaseStarted(seed=seed, phase=phase, folds=names, heads=len(folds) * len(heads),
-                                       head_epochs=len(folds) * sum(s.max_epochs for s in schedules)))
-        start = time.time()
-        trained = self._train(folds, heads, schedules, seed)
-        return trained, time.time() - start
+            self.progress(PhaseStarted(seed=seed, phase=phase, folds=tuple(f.name for f in folds),
+                                       heads=len(folds) * len(epochs), head_epochs=len(folds) * sum(epochs)))
 
-    def run_seed(self, seed: int) -> tuple[dict[str, Any], dict[str, Any], FoldEvents | None]:
-        """One seed: (the results.json run, the kit's predicted-scores dict, the first fold's test events); the
-        progress callback hears of the grid phase and of the retraining on the other folds."""
+    def run_seed(self, seed: int, log: Callable[[str], None] | None = None) -> _SeedResult:
+        """One seed (see :class:`_SeedResult`); ``log`` gets a line after the grid search and after the other
+        folds."""
+        start = time.time()
         first = self.folds[0]
-        hparams, heads, schedules = self._candidates(len(first.train_rows))
-        grid, grid_seconds = self._phase(seed, "grid", [first], heads, schedules)
+        hparams = self.probe.candidates(len(first.train_rows))
+        epochs = [self._head_epochs(h) for h in hparams]
+        self._announce(seed, "grid", [first], epochs)
+        grid = self.probe.fit([first], range(len(hparams)), seed)
         order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
         best = order[0]
-        grid_minutes = grid_seconds / 60
+        grid_minutes = (time.time() - start) / 60
         if self.progress:
             self.progress(PhaseFinished(seed=seed, phase="grid", folds=(first.name,), heads=len(grid),
-                                        seconds=grid_seconds, chosen=best, best=grid[best].best_value))
-        others, other_minutes = [], 0.0
+                                        seconds=60 * grid_minutes, chosen=best, best=grid[best].best_value))
+        if log:
+            log(f"seed {seed}: {len(grid)} grid point(s) trained on {first.name} in {60 * grid_minutes:.0f} s; point "
+                f"{best} chosen (validation {grid[best].best_value:.4f})")
+        start = time.time()
         if len(self.folds) > 1:
-            others, other_seconds = self._phase(seed, "retrain", self.folds[1:], [heads[best]], [schedules[best]])
-            other_minutes = other_seconds / 60
-            if self.progress:
-                self.progress(PhaseFinished(seed=seed, phase="retrain", folds=tuple(f.name for f in self.folds[1:]),
-                                            heads=len(others), seconds=other_seconds, chosen=best))
+            self._announce(seed, "retrain", self.folds[1:], [epochs[best]])
+        others = self.probe.fit(self.folds[1:], [best], seed) if len(self.folds) > 1 else []
+        other_minutes = (time.time() - start) / 60
+        if self.progress and others:
+            self.progress(PhaseFinished(seed=seed, phase="retrain", folds=tuple(f.name for f in self.folds[1:]),
+                                        heads=len(others), seconds=60 * other_minutes, chosen=best))
+        if log and others:
+            log(f"seed {seed}: point {best} trained on the {len(others)} other fold(s) in {60 * other_minutes:.0f} s")
         per_fold = [grid[best], *others]
         folds_json: dict[str, Any] = {}
         kit: dict[str, Any] = {}
         events = None
+        parts: list[FoldPredictions] = []
+        pooled_events: dict[str, list[dict]] = {}
+        pooled_reference: dict[str, list[dict]] = {}
         for fold, trained in zip(self.folds, per_fold, strict=True):
-            results, predicted = self._test(fold, trained)
+            results, predicted, probs, logits = self._test(fold, trained)
             setting = dict(trained.extra) if trained.extra is not None else None
+            parts.append(self._fold_predictions(fold, seed, setting, probs, logits))
+            if predicted is not None:
+                pooled_events.update(predicted)
+                pooled_reference.update(fold.references["test"])
             if predicted is not None and fold.index == 0:
                 events = FoldEvents.build(self.task.task_name, fold.name, seed, setting, predicted,
                                           fold.references["test"])
@@ -461,7 +406,41 @@ class _Evaluator:
                       "epochs_run": t.epochs_run} for h, t in zip(hparams, grid, strict=True)],
             "folds": folds_json,
         }
-        return run, kit, events
+        return _SeedResult(run, kit, events, parts, self._class_scores(parts, pooled_events, pooled_reference))
+
+    def _fold_predictions(self, fold: _Fold, seed: int, setting: dict[str, float] | None, probs: np.ndarray,
+                          logits: np.ndarray) -> FoldPredictions:
+        names = fold.splits["test"]
+        files = [f for name in names for f in self.task.splits[name].filenames]
+        timestamps = np.concatenate([self.task.splits[name].timestamps for name in names]) \
+            if self.task.embedding_type == "event" else None
+        return FoldPredictions(seed, fold.name, setting, files, timestamps, probs, logits, fold.y[fold.test_rows])
+
+    def _class_scores(self, parts: Sequence[FoldPredictions], predicted: EventMap, reference: EventMap
+                      ) -> list[dict[str, float]]:
+        """Per-label scores of one seed, every test fold pooled (:mod:`evaluation.class_scores`)."""
+        if self.task.embedding_type == "event":
+            return event_class_scores(predicted, reference, self.labels, self.event_collar)
+        probs = np.concatenate([part.probabilities for part in parts])
+        targets = np.concatenate([part.target for part in parts])
+        return scene_class_scores(probs, targets, self.multilabel)
+
+    @property
+    def event_collar(self) -> float:
+        """The onset collar (s) of per-label event scores: the primary score's, else 200 ms."""
+        return float(self.primary.sed_params.get("t_collar", DEFAULT_COLLAR_S))
+
+
+@dataclass
+class _SeedResult:
+    """One seed's outcome: the results.json run, the kit's predicted-scores dict, the first fold's test events,
+    every fold's test predictions, and the per-label scores."""
+
+    run: dict[str, Any]
+    kit: dict[str, Any]
+    events: FoldEvents | None
+    predictions: list[FoldPredictions]
+    class_scores: list[dict[str, float]]
 
 
 def _aggregate(fold_results: list[dict[str, float]]) -> dict[str, float]:
@@ -495,23 +474,20 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 
 
-def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, progress: ProgressCallback | None = None
-             ) -> TaskResult:
-    """Train and test probes on one task; see the module docstring for the protocol. ``progress`` receives the
-    stage's events (:mod:`evaluation.progress`): the plan, each phase's start and end, each bank's epochs."""
+def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, log: Callable[[str], None] | None = None,
+             progress: ProgressCallback | None = None) -> TaskResult:
+    """Train and test probes on one task; see the module docstring for the protocol. ``log`` receives progress
+    lines (two a seed); ``progress`` the stage's events (:mod:`evaluation.progress`): the plan, each phase's start
+    and end, each bank's batches and epochs."""
     config = config or ProbeConfig()
     start = time.time()
-    evaluator = _Evaluator(task, config, progress)
+    evaluator = _Evaluator(task, config, log, progress)
     if progress:
         progress(evaluator.plan())
-    runs, kits, events = [], [], []
-    for seed in config.seeds:
-        run, kit, fold_events = evaluator.run_seed(seed)
-        runs.append(run)
-        kits.append(kit)
-        events.append(fold_events)
+    seeds = [evaluator.run_seed(seed, log) for seed in config.seeds]
     if progress:
         progress(ProbeFinished(seconds=time.time() - start))
+    runs = [seed.run for seed in seeds]
     metric_names = list(task.metadata["evaluation"])
     if task.embedding_type == "event" and config.psds:
         metric_names.append("psds1")
@@ -522,8 +498,32 @@ def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, progress: 
         task_name=task.task_name,
         protocol={"name": config.protocol, "run": config.run_name, "shuffle": config.shuffle,
                   "stop_on_non_finite": config.stop_on_non_finite, "seeds": list(config.seeds),
-                  "grid_points": config.grid_points if config.protocol == "hear" else None,
-                  "grid": config.grid if config.protocol == "hear" else None, "precision": config.precision},
+                  **config.probe.protocol_fields(config), "precision": config.precision},
         primary_score=primary, higher_is_better=get_score(primary).maximize, score=scores[primary], scores=scores,
-        runs=runs, predicted_scores=kits, probe_seconds=time.time() - start, events=events[0],
+        runs=runs, predicted_scores=[seed.kit for seed in seeds], probe_seconds=time.time() - start,
+        events=seeds[0].events,
+        predictions=TestPredictions.join(task.task_name, task.embedding_type, task.prediction_type, evaluator.labels,
+                                         [part for seed in seeds for part in seed.predictions]),
+        class_scores=_class_scores_json(evaluator, seeds),
     )
+
+
+def _class_scores_json(evaluator: _Evaluator, seeds: Sequence[_SeedResult]) -> dict[str, Any]:
+    """``results.json``'s ``class_scores`` block (see :mod:`evaluation.class_scores`)."""
+    task = evaluator.task
+    if task.embedding_type == "event":
+        basis = (f"onset-only event scores per label, collar {1000 * evaluator.event_collar:g} ms, test folds pooled, "
+                 "mean over seeds")
+    else:
+        decision = "probability > 0.5" if evaluator.multilabel else "argmax"
+        basis = f"decisions by {decision}, test folds pooled, mean over seeds"
+    block: dict[str, Any] = {"basis": basis, "classes": mean_over_seeds([seed.class_scores for seed in seeds],
+                                                                        evaluator.labels)}
+    if task.prediction_type == "multiclass":
+        first = seeds[0].predictions
+        block["confusion"] = {
+            "seed": first[0].seed,
+            "counts": confusion_matrix(np.concatenate([p.probabilities for p in first]),
+                                       np.concatenate([p.target for p in first])),
+        }
+    return block

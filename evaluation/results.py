@@ -12,15 +12,20 @@ the first 8 hex digits of its sha256, e.g. ``atst_frame-blocks=1-weights=1a2b3c4
       "model": {"id", "name", "module", "options": {}, "weights": str|null, "weights_sha256": str|null},
       "task": {"name", "folder", "embedding_type", "prediction_type", "split_mode", "evaluation": [...],
                "clips": int},   # files over all splits (the leaderboard keys a non-standard count apart)
-      "protocol": {"name": "hear"|"linear",
+      "protocol": {"name": "hear"|"linear"|"knn",
                    "run": "hear"|"hear-grid=fast"|...,   # ProbeConfig.run_name: name + non-default settings
                    "shuffle": bool, "stop_on_non_finite": bool, "grid_points": int|null,
                    "grid": "default"|"fast"|"faster"|null, "seeds": [int, ...],
-                   "precision": "fp32"|"bf16"},   # probe GEMMs
+                   "precision": "fp32"|"bf16",   # probe GEMMs
+                   "knn_standardize": bool},   # knn only
       "primary_score": "top1_acc",
       "higher_is_better": true,
       "score": {"mean", "std", "ci95": [lo, hi], "n"},         # the primary score over folds x seeds
       "scores": {"<metric>": {"mean", "std", "ci95", "n"}, ...},  # every metric the task lists
+      "class_scores": {"basis": str,   # per label (evaluation.class_scores); absent in older files
+                       "classes": [{"label", "support", "precision", "recall", "f_measure",
+                                    "average_precision"}, ...],   # scene; event: no average_precision
+                       "confusion": {"seed": int, "counts": [[int]]}},   # multiclass: reference x predicted
       "runs": [{"seed": 0,
                 "selected_hyperparameters": {...},
                 "grid": [{"hyperparameters": {...}, "validation_score": float, "epoch": int,   # hear protocol:

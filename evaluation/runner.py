@@ -4,7 +4,9 @@ Output: ``<results_dir>/<model_id>/<task_folder>/<probe>/results.json`` (``<prob
 :attr:`ProbeConfig.run_name`, e.g. ``hear`` or ``linear``) (schema in :mod:`evaluation.results`) and
 ``test.predicted-scores.json`` (the HEAR kit's file for the first seed, with ``embedding_path``), so numbers
 compare one-to-one with the HEAR leaderboard (``test_score_mean`` for k-fold tasks, ``test.test_score`` otherwise);
-event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`).
+event tasks also get ``test.events.json`` (predicted and reference test events, schema in :mod:`evaluation.results`);
+every run gets ``test.predictions.npz`` + ``test.predictions.json`` (per-clip test predictions of every seed and fold,
+:mod:`evaluation.predictions`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, embed_task, load_task_embeddings
 from evaluation.environment import cpu_model
+from evaluation.predictions import write_predictions
 from evaluation.progress import ProgressCallback
 from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
 from evaluation.results import (
@@ -97,6 +100,7 @@ class EvalOutcome:
     results_path: Path
     predicted_scores_path: Path
     events_path: Path | None = None  # event tasks: test.events.json
+    predictions_path: Path | None = None  # test.predictions.json (its arrays: test.predictions.npz beside it)
 
     def summary_line(self) -> str:
         """``<task> <primary> = <mean> ± <std> (<n> folds × <seeds> seeds)``."""
@@ -138,7 +142,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     task_embeddings = load_task_embeddings(embeddings_path)
     if log:
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
-    result = evaluate(task_embeddings, probe, probe_progress)
+    result = evaluate(task_embeddings, probe, None if probe_progress else log, probe_progress)  # one or the other
     finished = time.perf_counter()
     out_dir = run_folder(results_dir, setup, folder, probe)
     results = results_document(setup, folder, result, probe, timing={
@@ -149,9 +153,10 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     if result.events is not None:
         events_path = out_dir / EVENTS_FILENAME
         write_json_atomic(events_path, result.events.to_json())
+    predictions_path = write_predictions(out_dir, result.predictions) if result.predictions is not None else None
     write_json_atomic(results_path, results)
     return EvalOutcome(results=read_results(results_path), results_path=results_path,
-                       predicted_scores_path=scores_path, events_path=events_path)
+                       predicted_scores_path=scores_path, events_path=events_path, predictions_path=predictions_path)
 
 
 def results_document(setup: ModelSetup, folder: TaskFolder, result: TaskResult, probe: ProbeConfig,

@@ -15,8 +15,6 @@ from evaluation.leaderboard.aggregate import collect_runs, published_for_runs, t
 from evaluation.leaderboard.html import (
     event_timeline_figure,
     figure_png,
-    heatmap_rows,
-    normalised_scores,
     task_bars_figure,
 )
 from evaluation.leaderboard.published import (
@@ -27,6 +25,7 @@ from evaluation.leaderboard.published import (
     read_published_table,
 )
 from evaluation.leaderboard.report import Timeline, file_timeline, run_timelines, write_leaderboard
+from evaluation.leaderboard.suite import normalised_scores, suite_rows, suite_scores
 from evaluation.results import EVENTS_FILENAME, FoldEvents, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,7 +275,9 @@ def test_html_page_holds_tables_and_decodable_plots(results_dir: Path, tmp_path:
     assert not re.search(r'(src|href)="(https?:|//)', page)  # self-contained
     assert "<td>atst_frame-blocks=1</td>" in page and "<td>CP-JKU PaSST base</td>" in page
     images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)">', page)
-    assert len(images) == 1 + 2 + 1  # bars, a heatmap per protocol, the timeline
+    assert len(images) == 1 + 1 + 1  # bars, the heatmap of protocol hear (linear has one model: none), the timeline
+    assert [alt.split(":")[0] for alt, _ in images if alt.startswith("Normalised")] == [
+        "Normalised scores, protocol hear"]
     for _, encoded in images:
         assert base64.b64decode(encoded).startswith(b"\x89PNG\r\n\x1a\n")
     assert any(alt.startswith("Event timeline: scene_01.wav") for alt, _ in images)
@@ -301,7 +302,7 @@ def test_plots_draw_names_as_written_and_error_rates_above_one(tmp_path: Path) -
 def test_heatmap_shows_the_latest_run_as_the_tables_do(results_dir: Path) -> None:
     """With every run kept (--all-runs), the heatmap takes each model's latest run, like the pivot table."""
     runs = collect_runs(results_dir, latest_only=False)
-    rows = heatmap_rows(runs, published_for_runs(runs, load_published(PUBLISHED)), "hear")
+    rows = suite_rows(runs, published_for_runs(runs, load_published(PUBLISHED)), "hear")
     mel = rows[(rows["label"] == "mel (this project)") & (rows["task"] == "esc50")]
     assert mel["value"].tolist() == pytest.approx([0.62])  # the newer of mel's two ESC-50 runs
 
@@ -378,3 +379,53 @@ def test_leaderboard_finds_the_published_tables_from_any_folder(results_dir: Pat
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "board" / "leaderboard.csv", keep_default_na=False)
     assert (table["row"] == "published").sum() > 0 and (table["row"] == "run").sum() == 4
+
+
+def test_suite_score_ranks_a_model_with_the_hear_submissions_on_the_tasks_both_have(results_dir: Path) -> None:
+    """The normalised score and plain mean per model over the suite's tasks, computed alike for this project's runs
+    and the published HEAR rows; coverage counts the suite's tasks each model has."""
+    runs = collect_runs(results_dir)
+    published = load_published(PUBLISHED)
+    rows = suite_rows(runs, published_for_runs(runs, published), "hear")
+    table = suite_scores(rows).set_index("model")
+    hear = published[(published["table"] == "hear_leaderboard") & published["task"].isin(["esc50", "dcase2016_task2"])]
+    assert len(table) == 2 + hear["model"].nunique()  # mel, atst and every submission with ESC-50 or DCASE 2016
+    # by hand: z per task over every model shown, clamped, averaged over the model's tasks
+    esc = pd.concat([pd.Series({"atst_frame-blocks=1 (this project)": 0.72, "mel (this project)": 0.62}),
+                     hear[hear["task"] == "esc50"].set_index("model")["value"]])
+    dcase = pd.concat([pd.Series({"mel (this project)": 0.31}),
+                       hear[hear["task"] == "dcase2016_task2"].set_index("model")["value"]])
+    z_esc = ((esc - esc.mean()) / esc.std(ddof=0)).clip(-1, 1)
+    z_dcase = ((dcase - dcase.mean()) / dcase.std(ddof=0)).clip(-1, 1)
+    mel = table.loc["mel (this project)"]
+    assert mel["normalised"] == pytest.approx((z_esc["mel (this project)"] + z_dcase["mel (this project)"]) / 2)
+    assert mel["mean"] == pytest.approx((0.62 + 0.31) / 2) and mel["coverage"] == "2/2"
+    atst = table.loc["atst_frame-blocks=1 (this project)"]
+    assert atst["coverage"] == "1/2"
+    assert atst["normalised"] == pytest.approx(z_esc["atst_frame-blocks=1 (this project)"])
+    passt = table.loc["CP-JKU PaSST base"]
+    assert passt["from"] != "this project" and passt["coverage"] == "2/2"
+    assert passt["mean"] == pytest.approx((esc["CP-JKU PaSST base"] + dcase["CP-JKU PaSST base"]) / 2)
+    assert list(table["normalised"]) == sorted(table["normalised"], reverse=True)
+
+
+def test_a_small_task_shows_the_full_size_published_numbers_as_context_only(tmp_path: Path) -> None:
+    folds = {f"fold0{k}": 0.5 for k in range(5)}
+    write_results(tmp_path / "runs", make_results("mel", "esc50", "esc50-v2.0.0-small", folds))
+    files = write_leaderboard(tmp_path / "runs", PUBLISHED, tmp_path / "out", with_html=True)
+    md = files.markdown.read_text()
+    task = md.split("## Task `esc50-small`")[1]
+    ranked = task.split("### Comparable: protocol `hear`, metric `top1_acc`")[1].split("###")[0]
+    assert "| 1 | mel | 0.5000 ± 0.0000 | this project |" in ranked and "PaSST" not in ranked  # ranked alone
+    context = task.split("### Context: published results of the full-size task `esc50` (not comparable)")[1]
+    assert "| CP-JKU PaSST base | hear | top1_acc |" in context
+    suite = md.split("## Suite score, protocol `hear`")[1].split("## ")[0]
+    assert "One model only: no normalised score" in suite
+    assert "| 1 | mel (this project) | this project | – | 0.5000 | 1/1 |" in suite
+    table = pd.read_csv(files.csv, keep_default_na=False)
+    full = table[table["comparison"] == "full-size context"]
+    assert set(full["task"]) == {"esc50"} and set(full["for_task"]) == {"esc50-small"}
+    page = files.html.read_text()
+    assert "Normalised scores" not in page  # one model: no heatmap
+    assert "grey box and dots: the published values of the full-size task, context only" in page
+    assert "comparable published values" not in page  # there are none

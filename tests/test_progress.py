@@ -29,7 +29,7 @@ from evaluation.protocol import ProbeConfig, evaluate
 
 def run_recorded(data_dir: Path, config: ProbeConfig) -> tuple[list[ProgressEvent], dict]:
     events: list[ProgressEvent] = []
-    result = evaluate(esc10_task(data_dir), config, events.append)
+    result = evaluate(esc10_task(data_dir), config, progress=events.append)
     return events, result.to_json()
 
 

@@ -64,23 +64,26 @@ def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_result):
 
 def test_the_other_folds_retrain_the_head_chosen_on_fold_zero(data_dir, monkeypatch):
     """Make the last grid point win on fold 0: folds 1-4 must then train exactly that head, with its schedule."""
-    from evaluation import protocol
+    from evaluation.probes.heads import TrainedHeadsProbe
 
     calls = []
-    train = protocol._Evaluator._train
+    fit = TrainedHeadsProbe.fit
 
-    def spy(self, folds, heads, schedules, seed):
-        trained = train(self, folds, heads, schedules, seed)
-        calls.append(([fold.name for fold in folds], list(heads), list(schedules)))
+    def spy(self, folds, points, seed):
+        trained = fit(self, folds, points, seed)
+        calls.append(([fold.name for fold in folds], list(points), [self._heads[p] for p in points],
+                      [self._schedules[p] for p in points]))
         if len(calls) == 1:  # the grid on fold 0: the last point scores best
             for rank, result in enumerate(trained):
                 result.best_value = float(rank)
         return trained
 
-    monkeypatch.setattr(protocol._Evaluator, "_train", spy)
+    monkeypatch.setattr(TrainedHeadsProbe, "fit", spy)
     result = evaluate(esc10_task(data_dir), ProbeConfig(grid_points=3, max_epochs=3, seeds=[0]))
-    (grid_folds, grid_heads, grid_schedules), (other_folds, other_heads, other_schedules) = calls
+    (grid_folds, grid_points, grid_heads, grid_schedules), (other_folds, other_points, other_heads, other_schedules) = (
+        calls)
     assert grid_folds == ["fold00"] and other_folds == ["fold01", "fold02", "fold03", "fold04"]
+    assert grid_points == [0, 1, 2] and other_points == [2]
     assert other_heads == [grid_heads[2]] and other_schedules == [grid_schedules[2]]
     run = result.runs[0]
     assert run["selected_hyperparameters"] == run["grid"][2]["hyperparameters"]
@@ -107,7 +110,7 @@ def test_the_kits_compatibility_options_do_not_apply_to_the_linear_protocol(kit_
 
 def test_results_json_and_predicted_scores_keys(esc_result):
     data = esc_result.to_json()
-    assert set(data) == {"protocol", "primary_score", "higher_is_better", "score", "scores", "runs"}
+    assert set(data) == {"protocol", "primary_score", "higher_is_better", "score", "scores", "runs", "class_scores"}
     assert data["primary_score"] == "top1_acc" and data["higher_is_better"] is True
     assert data["score"]["n"] == 10 and set(data["scores"]) == {"top1_acc", "mAP", "d_prime", "aucroc"}
     values = [f["scores"]["top1_acc"] for run in data["runs"] for f in run["folds"].values()]

@@ -161,3 +161,71 @@ def test_leaderboard_draws_the_timeline_of_a_real_event_run(dcase_page: Path, dc
     labels = {event["label"] for event in reference[busiest]}
     assert width > 600 and height > 40 * len(labels)  # one lane pair per label at least
     assert f"<figcaption>{title}</figcaption>" in dom
+
+
+# Appended to a copy of the page: the layout at the window's width, as a reader sees it.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const body = document.body;
+  body.setAttribute("data-scroll-width", document.documentElement.scrollWidth);
+  const table = document.querySelector("table");
+  body.setAttribute("data-table-font", table ? getComputedStyle(table).fontSize : "none");
+  for (const img of document.images) {
+    img.setAttribute("data-shown", `${img.clientWidth}x${img.naturalWidth}`);
+  }
+  body.setAttribute("data-probe", "done");
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def knn_run(spoken_digit_task: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A real kNN run of the log-mel baseline on the spoken digits, and its HTML leaderboard page."""
+    root = tmp_path_factory.mktemp("knn_report")
+    outcome = run_eval(resolve_model("mel"), TaskFolder.load(spoken_digit_task), embeddings_dir=root / "emb",
+                       results_dir=root / "runs", probe=ProbeConfig(protocol="knn"), progress=False)
+    files = write_leaderboard(root / "runs", PUBLISHED, root / "out", with_html=True)
+    assert files.html is not None
+    return outcome.results_path, files.html
+
+
+def test_a_real_run_writes_predictions_that_give_its_scores(knn_run: tuple[Path, Path]) -> None:
+    from evaluation.predictions import read_predictions
+    from evaluation.results import read_results
+    from evaluation.scores import get_score
+
+    results_path, _ = knn_run
+    results = read_results(results_path)
+    predictions = read_predictions(results_path.parent)
+    for fold, entry in results["runs"][0]["folds"].items():
+        kit = predictions.kit_predictions(0, fold)
+        assert get_score("top1_acc").scene(kit["prediction"], kit["target"]) == entry["scores"]["top1_acc"]
+    assert results["score"]["mean"] > 0.15  # ten digits: chance 0.1
+    assert len(results["class_scores"]["classes"]) == 10 and "confusion" in results["class_scores"]
+
+
+def test_the_page_at_1400_px_is_legible_and_its_captions_true(knn_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """One model on a task without published numbers: no heatmap, no claim of published values, a confusion matrix;
+    at 1400 px nothing scrolls sideways, images are shown at least at 60 % of their size, tables at 14 px."""
+    _, page = knn_run
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    result = subprocess.run(
+        [*chromium_args(tmp_path / "profile"), "--window-size=1400,2400", "--virtual-time-budget=10000",
+         "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    dom = result.stdout
+    assert 'data-probe="done"' in dom, result.stderr[-2000:]
+    assert int(re.search(r'data-scroll-width="(\d+)"', dom).group(1)) <= 1400
+    assert re.search(r'data-table-font="([^"]+)"', dom).group(1) == "14px"
+    shown = [tuple(int(v) for v in size.split("x")) for size in re.findall(r'data-shown="([^"]+)"', dom)]
+    assert len(shown) == 2  # the task's bars and the run's confusion matrix
+    assert all(0 < width <= 1400 and width >= 0.6 * natural for width, natural in shown)
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", dom)
+    assert captions[0] == "Per task: runs (bars, error bar = sample std over folds × seeds)"  # nothing published
+    assert captions[1].startswith("Confusion matrix: mel on ")
+    assert "Normalised scores" not in dom and "One model only: no normalised score" in dom
+    shot = tmp_path / "page-1400.png"
+    subprocess.run([*chromium_args(tmp_path / "profile"), "--window-size=1400,2400", f"--screenshot={shot}",
+                    page.as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (2400, 1400) and pixels[..., :3].std() > 0.05

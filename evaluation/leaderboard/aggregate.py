@@ -119,8 +119,20 @@ def sort_by_score(table: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
     return order.drop(columns="_signed")
 
 
+def full_size_task(task: str, published_tasks: set[str]) -> str | None:
+    """The published task a run's task is a smaller (or otherwise resized) version of: the longest published key
+    that ``task`` extends with ``-<mode>`` or ``-<n>clips`` (``esc50-small`` -> ``esc50``); None for a published task
+    itself or a task with no published relative."""
+    if task in published_tasks:
+        return None
+    relatives = [key for key in published_tasks if task.startswith(f"{key}-")]
+    return max(relatives, key=len) if relatives else None
+
+
 def published_for_runs(runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """The published rows of the tasks that have runs, each labelled ``comparable`` or ``context``.
+    """The published rows of the tasks that have runs, each labelled ``comparable`` or ``context``, plus, for a run
+    task of another size than a published one, that full-size task's rows labelled ``full-size context`` (never
+    ranked; ``for_task`` names the run task they are context for, empty on the other rows).
 
     ``comparable`` means some run of that task has the same protocol and metric; a comparable row's
     ``higher_is_better`` is taken from that run, so rankings use the task's own direction.
@@ -131,4 +143,11 @@ def published_for_runs(runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFr
     rows = published[published["task"].isin(set(runs["task"]))]
     labelled = rows.merge(keys, on=["task", "protocol", "metric"], how="left", indicator=True)
     labelled["comparison"] = labelled["_merge"].map({"both": "comparable", "left_only": "context"}).astype(str)
-    return labelled.drop(columns="_merge").reset_index(drop=True)
+    labelled = labelled.drop(columns="_merge").assign(for_task="")
+    published_tasks = set(published["task"])
+    resized = []
+    for task in sorted(set(runs["task"])):
+        full = full_size_task(task, published_tasks)
+        if full is not None:
+            resized.append(published[published["task"] == full].assign(comparison="full-size context", for_task=task))
+    return pd.concat([labelled, *resized], ignore_index=True)

@@ -3,10 +3,11 @@
 Plots:
 
 - per task, one bar per run (error bar = sample std over folds × seeds) and, beside them, a box of the comparable
-  published values (same protocol and metric) with each value drawn as a dot;
-- per protocol, a normalised score heatmap as on the HEAR site: for each task column, the scores of every row shown
-  (this project's runs plus the comparable published rows) become z = (x − mean) / std with the population std
-  (ddof = 0), negated where lower is better, then clamped to [−1, 1]; a column with one value or zero spread is 0;
+  published values (same protocol and metric) with each value drawn as a dot; for a task of another size than a
+  published one, a grey box of the full-size task's published values, labelled as context;
+- per protocol with at least two models, a normalised score heatmap as on the HEAR site
+  (:func:`evaluation.leaderboard.suite.normalised_scores`);
+- per run with per-class scores, a confusion matrix (multiclass) or one bar per label (multilabel and event tasks);
 - for an event task, a timeline of predicted vs reference events for one file (one lane pair per label).
 """
 
@@ -27,14 +28,16 @@ from matplotlib.figure import Figure
 from evaluation.leaderboard.tables import Section
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1320px; color: #222;
+       font-size: 16px; line-height: 1.4; }
+div.table { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; }
-figcaption { font-size: 0.9em; color: #555; }
+figcaption { font-size: 14px; color: #444; }
 p.note { color: #555; }
 """
 
@@ -58,13 +61,35 @@ def figure_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def comparable_values(labelled_published: pd.DataFrame, task: str, protocol: str, metric: str) -> pd.DataFrame:
+    """The published rows ranked with runs of (task, protocol, metric)."""
+    return labelled_published[
+        (labelled_published["task"] == task)
+        & (labelled_published["protocol"] == protocol)
+        & (labelled_published["metric"] == metric)
+        & (labelled_published["comparison"] == "comparable")
+    ]
+
+
+def full_size_values(labelled_published: pd.DataFrame, task: str, protocol: str, metric: str) -> pd.DataFrame:
+    """The full-size task's published rows shown as context for a run task of another size (same protocol and
+    metric)."""
+    return labelled_published[
+        (labelled_published["comparison"] == "full-size context")
+        & (labelled_published["for_task"] == task)
+        & (labelled_published["protocol"] == protocol)
+        & (labelled_published["metric"] == metric)
+    ]
+
+
 @literal_text
 def task_bars_figure(runs: pd.DataFrame, labelled_published: pd.DataFrame) -> Figure:
-    """Per task (one panel each): the runs as bars with std error bars, and the comparable published values."""
+    """Per task (one panel each): the runs as bars with std error bars, the comparable published values, and for a
+    task of another size the full-size task's published values as a labelled grey context box."""
     groups = list(runs.groupby(["task", "protocol", "metric"], sort=True))
-    columns = min(3, len(groups))
+    columns = min(2, len(groups))
     rows = -(-len(groups) // columns)
-    figure = Figure(figsize=(5.0 * columns, 3.6 * rows))
+    figure = Figure(figsize=(6.5 * columns, 4.0 * rows))
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(groups) :]:
         axis.set_visible(False)
@@ -72,84 +97,86 @@ def task_bars_figure(runs: pd.DataFrame, labelled_published: pd.DataFrame) -> Fi
         positions = np.arange(len(group))
         axis.bar(positions, group["mean"], yerr=group["std"].fillna(0.0).to_numpy(float), capsize=4, color="C0")
         labels = list(group["model"])
-        same = labelled_published[
-            (labelled_published["task"] == task)
-            & (labelled_published["protocol"] == protocol)
-            & (labelled_published["metric"] == metric)
-        ]
-        if len(same):
-            where = len(group)
-            axis.boxplot([same["value"].to_numpy(float)], positions=[where], widths=0.6)
-            axis.plot(np.full(len(same), where), same["value"], "o", color="0.4", markersize=3)
-            labels.append(f"published\n({protocol}, n={len(same)})")
-        axis.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-        axis.set_title(f"{task} — {metric} ({protocol})", fontsize=9)
-        tops = [*(group["mean"] + group["std"].fillna(0.0)), *same["value"]]
+        same = comparable_values(labelled_published, task, protocol, metric)
+        full = full_size_values(labelled_published, task, protocol, metric)
+        full_name = str(full["task"].iloc[0]) if len(full) else ""
+        for values, colour, label in ((same, "black", f"published\n({protocol}, n={len(same)})"),
+                                      (full, "0.55", f"full-size {full_name}\n(context, n={len(full)})")):
+            if len(values):
+                where = len(labels)
+                axis.boxplot([values["value"].to_numpy(float)], positions=[where], widths=0.6,
+                             boxprops={"color": colour}, medianprops={"color": colour})
+                axis.plot(np.full(len(values), where), values["value"], "o", color=colour, alpha=0.6, markersize=3)
+                labels.append(label)
+        axis.set_xticks(np.arange(len(labels)), labels, rotation=25, ha="right", fontsize=10)
+        axis.set_title(f"{task} — {metric} ({protocol})", fontsize=11)
+        tops = [*(group["mean"] + group["std"].fillna(0.0)), *same["value"], *full["value"]]
         axis.set_ylim(0.0, max(1.0, *(1.05 * top for top in tops if np.isfinite(top))))  # error rates exceed 1
     figure.tight_layout()
     return figure
 
 
-def normalised_scores(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows × tasks of raw scores -> the HEAR-site normalisation (see the module docstring).
-
-    ``table`` holds the columns ``label``, ``task``, ``value``, ``higher_is_better``; returns a label × task frame.
-    """
-    signed = table["value"].where(table["higher_is_better"].astype(bool), -table["value"])
-    wide = table.assign(signed=signed).pivot_table(index="label", columns="task", values="signed", aggfunc="first")
-    wide = wide.reindex(index=table["label"].drop_duplicates())  # rows in the order given (this project's first)
-    mean = wide.mean(axis=0)
-    std = wide.std(axis=0, ddof=0)
-    z = (wide - mean) / std.where(std > 0)
-    z = z.where(~(wide.notna() & z.isna()), 0.0)  # a column with one value or zero spread
-    return z.clip(-1.0, 1.0)
-
-
 @literal_text
 def heatmap_figure(normalised: pd.DataFrame, title: str) -> Figure:
     """The normalised scores as a heatmap (blank = no score)."""
-    height = 1.5 + 0.28 * len(normalised)
-    figure = Figure(figsize=(2.0 + 1.1 * normalised.shape[1], height))
+    height = 1.5 + 0.3 * len(normalised)
+    figure = Figure(figsize=(3.0 + 1.2 * normalised.shape[1], height))
     axis = figure.subplots()
     image = axis.imshow(np.ma.masked_invalid(normalised.to_numpy(float)), cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
-    axis.set_xticks(np.arange(normalised.shape[1]), normalised.columns, rotation=30, ha="right", fontsize=8)
-    axis.set_yticks(np.arange(len(normalised)), normalised.index, fontsize=8)
+    axis.set_xticks(np.arange(normalised.shape[1]), normalised.columns, rotation=30, ha="right", fontsize=9)
+    axis.set_yticks(np.arange(len(normalised)), normalised.index, fontsize=9)
     axis.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axis, label="z-score per task, clamped to [-1, 1]")
     figure.tight_layout()
     return figure
 
 
-def heatmap_rows(runs: pd.DataFrame, labelled_published: pd.DataFrame, protocol: str) -> pd.DataFrame:
-    """The runs of one protocol (the latest of each model and task, as the tables show, also under ``--all-runs``)
-    plus the published rows comparable with them, ready for :func:`normalised_scores`."""
-    mine = runs[runs["protocol"] == protocol].sort_values("date", kind="stable")
-    mine = mine.drop_duplicates(["model", "task"], keep="last")
-    comparable = labelled_published[
-        (labelled_published["protocol"] == protocol) & (labelled_published["comparison"] == "comparable")
-    ]
-    comparable = comparable.merge(mine.loc[:, ["task", "metric"]].drop_duplicates(), on=["task", "metric"])
-    return pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "label": mine["model"] + " (this project)",
-                    "task": mine["task"],
-                    "value": mine["mean"],
-                    "higher_is_better": mine["higher_is_better"],
-                }
-            ),
-            pd.DataFrame(
-                {
-                    "label": comparable["model"],
-                    "task": comparable["task"],
-                    "value": comparable["value"],
-                    "higher_is_better": comparable["higher_is_better"],
-                }
-            ),
-        ],
-        ignore_index=True,
-    )
+@literal_text
+def confusion_figure(counts: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> Figure:
+    """A multiclass run's confusion matrix: rows the reference label, columns the predicted one, each row as shares
+    of its clips (the counts written in the cells when there are few classes)."""
+    matrix = np.asarray(counts, dtype=float)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = len(labels)
+    side = min(11.0, 3.0 + 0.4 * size)
+    figure = Figure(figsize=(side + 2.0, side))
+    axis = figure.subplots()
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if size <= 40:
+        font = 10 if size <= 15 else 7
+        axis.set_xticks(np.arange(size), labels, rotation=60, ha="right", fontsize=font)
+        axis.set_yticks(np.arange(size), labels, fontsize=font)
+    if size <= 15:
+        for (row, column), count in np.ndenumerate(matrix):
+            if count:
+                axis.text(column, row, f"{int(count)}", ha="center", va="center", fontsize=9,
+                          color="white" if shares[row, column] > 0.5 else "black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("reference")
+    axis.set_title(title, fontsize=11)
+    figure.colorbar(image, ax=axis, label="share of the reference label's clips")
+    figure.tight_layout()
+    return figure
+
+
+@literal_text
+def class_bars_figure(labels: Sequence[str], values: Sequence[float | None], metric: str, title: str) -> Figure:
+    """One horizontal bar per label (a missing value is drawn as an empty row, labelled n/a)."""
+    numbers = np.array([np.nan if v is None else float(v) for v in values])
+    figure = Figure(figsize=(9.0, 1.2 + 0.3 * len(labels)))
+    axis = figure.subplots()
+    positions = np.arange(len(labels))
+    axis.barh(positions, np.nan_to_num(numbers), color="C0")
+    for position, value in zip(positions, numbers, strict=True):
+        axis.text(0.01 if np.isnan(value) else value + 0.01, position, "n/a" if np.isnan(value) else f"{value:.3f}",
+                  va="center", fontsize=9)
+    axis.set_yticks(positions, labels, fontsize=9 if len(labels) <= 40 else 6)
+    axis.invert_yaxis()
+    axis.set_xlim(0.0, 1.1)
+    axis.set_xlabel(metric)
+    axis.set_title(title, fontsize=11)
+    figure.tight_layout()
+    return figure
 
 
 @literal_text
@@ -195,7 +222,8 @@ def render_html(title: str, sections: Sequence[Section], figures: Sequence[tuple
         if section.text:
             parts.append(f'<p class="note">{html.escape(section.text)}</p>')
         if section.table is not None:
-            parts.append(section.table.to_html(index=False, escape=True, border=0, na_rep="–"))
+            parts.append('<div class="table">' + section.table.to_html(index=False, escape=True, border=0,
+                                                                        na_rep="–") + "</div>")
     if figures:
         parts.append("<h2>Plots</h2>")
     for caption, png in figures:

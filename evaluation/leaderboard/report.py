@@ -1,5 +1,8 @@
 """`hear-atst leaderboard`: runs + published tables -> leaderboard.csv, leaderboard.md and optionally the HTML page.
 
+The HTML page draws, per run whose ``results.json`` holds per-class scores, a confusion matrix (multiclass tasks) or
+one bar per label (average precision for multilabel scene tasks, onset F-measure for event tasks).
+
 The HTML page draws an event timeline for every event-task run with a ``test.events.json`` next to its
 ``results.json``: predicted vs reference events of one test file, the file with the most reference events (ties:
 the first name), so that every run of a task shows the same file.
@@ -16,8 +19,9 @@ import pandas as pd
 from evaluation.leaderboard import html as html_page
 from evaluation.leaderboard.aggregate import collect_runs, published_for_runs
 from evaluation.leaderboard.published import load_published
+from evaluation.leaderboard.suite import normalised_scores, suite_rows
 from evaluation.leaderboard.tables import leaderboard_frame, leaderboard_sections, render_markdown
-from evaluation.results import EVENTS_FILENAME, FoldEvents, read_events
+from evaluation.results import EVENTS_FILENAME, FoldEvents, read_events, read_results
 from hear_atst.atomic import write_text_atomic
 
 Event = dict[str, Any]
@@ -96,22 +100,28 @@ def file_timeline(run_title: str, events: FoldEvents) -> Timeline | None:
 
 
 def _figures(runs: pd.DataFrame, labelled: pd.DataFrame, timelines: list[Timeline]) -> list[tuple[str, bytes]]:
-    figures = [
-        (
-            "Per task: runs (bars, error bar = sample std over folds × seeds) and the comparable published values",
-            html_page.figure_png(html_page.task_bars_figure(runs, labelled)),
-        )
-    ]
+    shown = runs.groupby(["task", "protocol", "metric"])
+    comparable = any(len(html_page.comparable_values(labelled, *key)) for key, _ in shown)
+    full_size = any(len(html_page.full_size_values(labelled, *key)) for key, _ in shown)
+    caption = "Per task: runs (bars, error bar = sample std over folds × seeds)"
+    if comparable:
+        caption += "; black box and dots: the comparable published values (same protocol and metric)"
+    if full_size:
+        caption += "; grey box and dots: the published values of the full-size task, context only (not ranked)"
+    figures = [(caption, html_page.figure_png(html_page.task_bars_figure(runs, labelled)))]
     for protocol in sorted(runs["protocol"].unique()):
-        normalised = html_page.normalised_scores(html_page.heatmap_rows(runs, labelled, protocol))
+        normalised = normalised_scores(suite_rows(runs, labelled, protocol))
+        if len(normalised) < 2:  # one model: every score normalises to 0
+            continue
         title = f"Normalised scores, protocol {protocol}"
         figures.append(
             (
-                f"{title}: per task z-score over the rows shown (population std), sign flipped where lower is "
-                "better, clamped to [-1, 1]",
+                f"{title}: per task z-score over the {len(normalised)} models shown (population std), sign flipped "
+                "where lower is better, clamped to [-1, 1]",
                 html_page.figure_png(html_page.heatmap_figure(normalised, title)),
             )
         )
+    figures.extend(class_figures(runs))
     for timeline in timelines:
         figures.append(
             (
@@ -121,4 +131,26 @@ def _figures(runs: pd.DataFrame, labelled: pd.DataFrame, timelines: list[Timelin
                 ),
             )
         )
+    return figures
+
+
+def class_figures(runs: pd.DataFrame) -> list[tuple[str, bytes]]:
+    """Per run (table order) with per-class scores in its results.json: its confusion matrix or per-label bars."""
+    figures = []
+    for run in runs.itertuples(index=False):
+        block = read_results(run.path).get("class_scores")
+        if not block:
+            continue
+        title = f"{run.model} on {run.task} ({run.protocol})"
+        labels = [entry["label"] for entry in block["classes"]]
+        if "confusion" in block:
+            caption = (f"Confusion matrix: {title}, seed {block['confusion']['seed']}, every test fold; rows: "
+                       "reference label, shaded by the share of its clips")
+            figure = html_page.confusion_figure(block["confusion"]["counts"], labels, title)
+        else:
+            metric = "average_precision" if "average_precision" in block["classes"][0] else "f_measure"
+            caption = f"Per-label {metric.replace('_', ' ')}: {title} ({block['basis']})"
+            figure = html_page.class_bars_figure(labels, [entry[metric] for entry in block["classes"]],
+                                                 metric.replace("_", " "), title)
+        figures.append((caption, html_page.figure_png(figure)))
     return figures

@@ -1,8 +1,10 @@
 """The leaderboard as tables: the long CSV, and the sections that the Markdown and HTML pages both render.
 
-Sections (in this order): one model × task pivot per protocol (cell = mean ± std), the run details (interval, run
-date, weights hash), then per task the runs ranked together with the *comparable* published rows (same protocol and
-metric), followed by the *context* rows (other protocols or metrics), labelled as not comparable.
+Sections (in this order): one model × task pivot per protocol (cell = mean ± std), one suite score table per protocol
+(:mod:`evaluation.leaderboard.suite`), the run details (interval, run date, weights hash), then per task the runs
+ranked together with the *comparable* published rows (same protocol and metric), followed by the *context* rows
+(other protocols or metrics, or the published rows of the full-size task of a task of another size), labelled as
+not comparable and never ranked.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evaluation.leaderboard.aggregate import SCORE_DETAIL_COLUMNS, sort_by_score
+from evaluation.leaderboard.suite import suite_rows, suite_scores
 
 LEADERBOARD_COLUMNS = (
     "row", "comparison", "model", "task", "protocol", "metric", "value", *SCORE_DETAIL_COLUMNS, "source", "note",
     "path",
+    "for_task",
 )
 
 
@@ -33,7 +37,8 @@ class Section:
 def leaderboard_frame(runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """Runs and the published rows of their tasks in one long table (:data:`LEADERBOARD_COLUMNS`).
 
-    ``row`` is ``run`` or ``published``; ``comparison`` is ``run``, ``comparable`` or ``context``.
+    ``row`` is ``run`` or ``published``; ``comparison`` is ``run``, ``comparable``, ``context`` or ``full-size context``
+    (then ``for_task`` names the run task of another size that the row is context for).
     """
     run_rows = runs.rename(columns={"mean": "value"}).assign(
         row="run", comparison="run", source="this project", note="", date=runs["date"].map(_iso_date)
@@ -71,10 +76,39 @@ def leaderboard_sections(runs: pd.DataFrame, labelled_published: pd.DataFrame) -
     ]
     for protocol, group in runs.groupby("protocol", sort=True):
         sections.append(Section(2, f"Protocol `{protocol}`", "Latest run of each model and task.", _pivot(group)))
+    for protocol in sorted(runs["protocol"].unique()):
+        sections.append(_suite_section(str(protocol), runs, labelled_published))
     sections.append(Section(2, "Runs", "", _run_details(runs)))
     for task, task_runs in runs.groupby("task", sort=True):
         sections.extend(_task_sections(str(task), task_runs, labelled_published))
     return sections
+
+
+def _suite_section(protocol: str, runs: pd.DataFrame, labelled: pd.DataFrame) -> Section:
+    """The suite score table of one protocol: this project's models and the comparable published ones."""
+    rows = suite_rows(runs, labelled, protocol)
+    table = suite_scores(rows)
+    tasks = sorted(rows["task"].unique())
+    left_out = sorted(set(runs.loc[runs["protocol"] == protocol, "task"]) - set(tasks))
+    published = int((table["from"] != "this project").sum())
+    text = (f"Suite: {len(tasks)} task(s) ({', '.join(tasks)}); {published} published model(s) with at least one of "
+            "them.")
+    if left_out:
+        text += f" Left out (no comparable published numbers): {', '.join(left_out)}."
+    text += (" Normalised score: per task, z-score of the primary scores of the models shown (population std, "
+            "sign flipped where lower is better), clamped to [-1, 1], averaged over the tasks a model has; mean: "
+            "plain mean of its primary scores (higher-is-better ones). Coverage: tasks of the suite it has.")
+    if len(table) < 2:
+        text += " One model only: no normalised score (nothing to normalise against)."
+    shown = pd.DataFrame({
+        "rank": range(1, len(table) + 1),
+        "model": table["model"],
+        "from": table["from"],
+        "normalised score": table["normalised"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.3f}"),
+        "mean score": table["mean"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.4f}"),
+        "coverage": table["coverage"],
+    })
+    return Section(2, f"Suite score, protocol `{protocol}`", text, shown)
 
 
 def _iso_date(value: pd.Timestamp) -> str:
@@ -112,7 +146,7 @@ def _run_details(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _task_sections(task: str, runs: pd.DataFrame, labelled: pd.DataFrame) -> list[Section]:
     sections = [Section(2, f"Task `{task}`")]
-    rows = labelled[labelled["task"] == task]
+    rows = labelled[(labelled["task"] == task) & (labelled["comparison"] != "full-size context")]
     for (protocol, metric), group in runs.groupby(["protocol", "metric"], sort=True):
         same = rows[(rows["protocol"] == protocol) & (rows["metric"] == metric)]
         ranked = pd.concat(
@@ -144,6 +178,20 @@ def _task_sections(task: str, runs: pd.DataFrame, labelled: pd.DataFrame) -> lis
                 3,
                 "Context: other protocols or metrics (not comparable)",
                 "Published with a different protocol or metric than the runs above: shown for orientation only.",
+                table.reset_index(drop=True),
+            )
+        )
+    full = labelled[(labelled["comparison"] == "full-size context") & (labelled["for_task"] == task)]
+    if len(full):
+        full_task = str(full["task"].iloc[0])
+        table = full.sort_values("value", ascending=False, kind="stable").loc[
+            :, ["model", "protocol", "metric", "value", "source"]].assign(value=lambda t: t["value"].map(format_score))
+        sections.append(
+            Section(
+                3,
+                f"Context: published results of the full-size task `{full_task}` (not comparable)",
+                f"{task} is a task of another size than {full_task}: these numbers show what the full-size task "
+                "reaches and are never ranked with the runs above.",
                 table.reset_index(drop=True),
             )
         )

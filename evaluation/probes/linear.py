@@ -13,12 +13,19 @@ that only changes the relative size of its eps and of the 1e-8 L2 term).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
+from evaluation.probes.base import FoldRows
+from evaluation.probes.heads import TrainedHeadsProbe
 from evaluation.probes.mlp import HeadConfig
 from evaluation.probes.train import Schedule
+
+if TYPE_CHECKING:
+    from evaluation.protocol import ProbeConfig
 
 LINEAR_LR = 3e-4
 LINEAR_WEIGHT_DECAY = 1e-8
@@ -46,3 +53,32 @@ def standardize(x: Tensor, train_rows: np.ndarray) -> Tensor:
     std = train.std(dim=0, unbiased=False)
     std = torch.where(std == 0, torch.ones_like(std), std)
     return ((x.double() - mean) / std).float()
+
+
+class LinearProbe(TrainedHeadsProbe):
+    """EVAR's linear probe as a grid of one; each fold's features are standardised with its training rows."""
+
+    per_fold_inputs = True
+
+    @classmethod
+    def check_config(cls, config: ProbeConfig) -> None:
+        if not config.shuffle or config.stop_on_non_finite:
+            raise ValueError("shuffle=False and stop_on_non_finite=True reproduce the HEAR kit's training; the linear "
+                             "protocol follows EVAR, which shuffles and has no such stop")
+
+    @classmethod
+    def run_name_parts(cls, config: ProbeConfig) -> list[str]:
+        return [*[f"lr={config.linear_lr:g}"] * (config.linear_lr != LINEAR_LR),
+                *[f"wd={config.linear_weight_decay:g}"] * (config.linear_weight_decay != LINEAR_WEIGHT_DECAY)]
+
+    def heads(self, n_train: int) -> tuple[list[dict[str, Any]], list[HeadConfig], list[Schedule]]:
+        config = self.context.config
+        head = linear_head(config.linear_lr, config.linear_weight_decay)
+        schedule = linear_schedule(n_train, self.context.maximize)
+        hparams = [{"protocol": "linear", "lr": head.lr, "weight_decay": head.weight_decay,
+                    "batch_size": schedule.batch_size, "max_epochs": schedule.max_epochs,
+                    "patience": schedule.patience}]
+        return hparams, [head], [schedule]
+
+    def inputs(self, fold: FoldRows) -> Tensor:
+        return standardize(self.context.x, fold.train_rows)

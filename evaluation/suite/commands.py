@@ -66,7 +66,7 @@ def run_command(
                               ] = Path(DEFAULT_EMBEDDINGS_DIR),
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Where results.json files go.")
                            ] = Path(DEFAULT_RESULTS_DIR),
-    protocol: Annotated[str, typer.Option("--protocol", help="Comma-separated probes: hear, linear.")] = "hear",
+    protocol: Annotated[str, typer.Option("--protocol", help="Comma-separated probes: hear, linear, knn.")] = "hear",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 of every probe.")] = 1,
     grid: Annotated[Grid, typer.Option("--grid", help="The kit's grid (hear protocol).")] = Grid.default,
     grid_points: Annotated[int | None, typer.Option("--grid-points", min=1, help="Grid points (hear protocol).")
