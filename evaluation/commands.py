@@ -12,6 +12,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -117,13 +118,17 @@ def with_model_task_options(command: Callable[..., None]) -> Callable[..., None]
     return typer_command
 
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress display or notes on stderr (errors still).")]
+
+
 @with_model_task_options
-def embed_command(options: ModelTaskOptions) -> None:
+def embed_command(options: ModelTaskOptions, quiet: QuietOpt = False) -> None:
     """Embed a task in the HEAR kit's layout (cached; an interrupted run resumes)."""
     from evaluation.runner import embed
 
     setup, folder = options.resolve()
-    path = _run(lambda: embed(setup, folder, options.embeddings_dir, log=_log))
+    path = _run(lambda: embed(setup, folder, options.embeddings_dir, progress=not quiet,
+                              log=None if quiet else _log))
     typer.echo(f"{folder.name} embeddings: {path}")
 
 
@@ -160,9 +165,15 @@ def eval_command(
     probe_precision: Annotated[Precision, typer.Option(
         "--probe-precision", help="Probe training GEMMs (bf16: float32 master weights, Adam and BatchNorm).")
     ] = Precision.fp32,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="State the work and its calibrated time estimate, then stop (nothing is written).")
+    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Embed (cached) -> probe -> score one task; writes results.json and test.predicted-scores.json."""
-    from evaluation.protocol import ProbeConfig
+    from evaluation.estimate import estimate_run
+    from evaluation.progress import ProgressDisplay
+    from evaluation.protocol import ProbeConfig, check_probe_settings
     from evaluation.runner import run_eval
 
     flags_of = {"hear": (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
@@ -185,9 +196,18 @@ def eval_command(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from error
     setup, folder = options.resolve()
-    outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=options.embeddings_dir,
-                                    results_dir=results_dir, probe=probe, log=_log))
-    _log(f"results: {outcome.results_path}")
+    if dry_run or not quiet:
+        _run(lambda: check_probe_settings(probe, folder.metadata))
+        for line in _run(lambda: estimate_run(setup, folder, options.embeddings_dir, probe)).lines():
+            (typer.echo if dry_run else _log)(line)
+    if dry_run:
+        return
+    with ProgressDisplay() if not quiet else nullcontext() as display:
+        outcome = _run(lambda: run_eval(setup, folder, embeddings_dir=options.embeddings_dir,
+                                        results_dir=results_dir, probe=probe, progress=not quiet,
+                                        log=None if quiet else _log, probe_progress=display))
+    if not quiet:
+        _log(f"results: {outcome.results_path}")
     typer.echo(outcome.summary_line())
 
 

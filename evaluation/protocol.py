@@ -44,6 +44,7 @@ from evaluation.predictions import FoldPredictions, TestPredictions
 from evaluation.probes.base import Fitted, Probe, ProbeContext
 from evaluation.probes.mlp import compute_dtype
 from evaluation.probes.registry import probe_class
+from evaluation.progress import PhaseFinished, PhaseStarted, ProbeFinished, ProbePlan, ProgressCallback
 from evaluation.results import FoldEvents
 from evaluation.scores import EventMap, get_score, psds
 
@@ -262,7 +263,9 @@ def _loss(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> float:
 
 
 class _Evaluator:
-    def __init__(self, task: TaskEmbeddings, config: ProbeConfig, log: Callable[[str], None] | None = None):
+    def __init__(self, task: TaskEmbeddings, config: ProbeConfig, log: Callable[[str], None] | None = None,
+                 progress: ProgressCallback | None = None):
+        self.progress = progress
         _check_task(task)
         self.task, self.config = task, config
         self.metadata = task.metadata
@@ -278,7 +281,7 @@ class _Evaluator:
         self.folds = [_Fold(task, self.data, i, s) for i, s in enumerate(fold_rotation(self.metadata))]
         self.probe = config.probe(ProbeContext(
             x=self.data.x, y=self.data.y, multilabel=self.multilabel, maximize=self.maximize, config=config,
-            metadata=self.metadata, validator=self._validator, log=log))
+            metadata=self.metadata, validator=self._validator, log=log, progress=progress))
 
     def _validator(self, fold: _Fold):
         targets = fold.y[fold.valid_rows]
@@ -339,22 +342,49 @@ class _Evaluator:
 
     # ---------------------------------------------------------------- one seed
 
+    def _head_epochs(self, hparams: dict[str, Any]) -> int:
+        """The most epochs a candidate trains (0 for a probe without epochs)."""
+        cap = self.config.max_epochs
+        return min(int(hparams.get("max_epochs", 0)), cap if cap is not None else 10**9)
+
+    def plan(self) -> ProbePlan:
+        """The work of :meth:`run_seed` for every seed, at most (the progress display's bound)."""
+        epochs = [self._head_epochs(h) for h in self.probe.candidates(len(self.folds[0].train_rows))]
+        return ProbePlan(task=self.task.task_name, protocol=self.config.protocol, seeds=tuple(self.config.seeds),
+                         folds=tuple(fold.name for fold in self.folds), grid_points=len(epochs),
+                         grid_head_epochs=sum(epochs), retrain_head_epochs=(len(self.folds) - 1) * max(epochs))
+
+    def _announce(self, seed: int, phase: str, folds: Sequence[_Fold], epochs: Sequence[int]) -> None:
+        if self.progress:
+            self.progress(PhaseStarted(seed=seed, phase=phase, folds=tuple(f.name for f in folds),
+                                       heads=len(folds) * len(epochs), head_epochs=len(folds) * sum(epochs)))
+
     def run_seed(self, seed: int, log: Callable[[str], None] | None = None) -> _SeedResult:
         """One seed (see :class:`_SeedResult`); ``log`` gets a line after the grid search and after the other
         folds."""
         start = time.time()
         first = self.folds[0]
         hparams = self.probe.candidates(len(first.train_rows))
+        epochs = [self._head_epochs(h) for h in hparams]
+        self._announce(seed, "grid", [first], epochs)
         grid = self.probe.fit([first], range(len(hparams)), seed)
         order = sorted(range(len(grid)), key=lambda i: grid[i].best_value, reverse=self.maximize)
         best = order[0]
         grid_minutes = (time.time() - start) / 60
+        if self.progress:
+            self.progress(PhaseFinished(seed=seed, phase="grid", folds=(first.name,), heads=len(grid),
+                                        seconds=60 * grid_minutes, chosen=best, best=grid[best].best_value))
         if log:
             log(f"seed {seed}: {len(grid)} grid point(s) trained on {first.name} in {60 * grid_minutes:.0f} s; point "
                 f"{best} chosen (validation {grid[best].best_value:.4f})")
         start = time.time()
+        if len(self.folds) > 1:
+            self._announce(seed, "retrain", self.folds[1:], [epochs[best]])
         others = self.probe.fit(self.folds[1:], [best], seed) if len(self.folds) > 1 else []
         other_minutes = (time.time() - start) / 60
+        if self.progress and others:
+            self.progress(PhaseFinished(seed=seed, phase="retrain", folds=tuple(f.name for f in self.folds[1:]),
+                                        heads=len(others), seconds=60 * other_minutes, chosen=best))
         if log and others:
             log(f"seed {seed}: point {best} trained on the {len(others)} other fold(s) in {60 * other_minutes:.0f} s")
         per_fold = [grid[best], *others]
@@ -464,14 +494,19 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 
 
-def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, log: Callable[[str], None] | None = None
-             ) -> TaskResult:
+def evaluate(task: TaskEmbeddings, config: ProbeConfig | None = None, log: Callable[[str], None] | None = None,
+             progress: ProgressCallback | None = None) -> TaskResult:
     """Train and test probes on one task; see the module docstring for the protocol. ``log`` receives progress
-    lines (two a seed)."""
+    lines (two a seed); ``progress`` the stage's events (:mod:`evaluation.progress`): the plan, each phase's start
+    and end, each bank's batches and epochs."""
     config = config or ProbeConfig()
     start = time.time()
-    evaluator = _Evaluator(task, config, log)
+    evaluator = _Evaluator(task, config, log, progress)
+    if progress:
+        progress(evaluator.plan())
     seeds = [evaluator.run_seed(seed, log) for seed in config.seeds]
+    if progress:
+        progress(ProbeFinished(seconds=time.time() - start))
     runs = [seed.run for seed in seeds]
     metric_names = list(task.metadata["evaluation"])
     if task.embedding_type == "event" and config.psds:

@@ -40,6 +40,7 @@ from evaluation.embeddings import (
 from evaluation.environment import cpu_model
 from evaluation.model_source import registered_model_source
 from evaluation.predictions import write_predictions
+from evaluation.progress import ProgressCallback
 from evaluation.protocol import ProbeConfig, TaskResult, check_probe_settings, evaluate
 from evaluation.provenance import code_provenance
 from evaluation.results import (
@@ -147,9 +148,11 @@ def run_folder(results_dir: str | os.PathLike[str], setup: ModelSetup, folder: T
 
 def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
              results_dir: str | os.PathLike[str] = DEFAULT_RESULTS_DIR, probe: ProbeConfig | None = None,
-             progress: bool = True, log: Log | None = None) -> EvalOutcome:
+             progress: bool = True, log: Log | None = None, probe_progress: ProgressCallback | None = None
+             ) -> EvalOutcome:
     """Embed (cached), probe and score one task; write ``results.json``, ``test.predicted-scores.json`` and, for
-    event tasks, ``test.events.json``."""
+    event tasks, ``test.events.json``. ``progress`` shows the embedding progress bar; ``probe_progress`` receives
+    the probe stage's events (e.g. a :class:`evaluation.progress.ProgressDisplay`)."""
     probe = probe or ProbeConfig()
     check_probe_settings(probe, folder.metadata)  # before embedding, which may take hours
     out_dir = run_folder(results_dir, setup, folder, probe)
@@ -161,7 +164,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     task_embeddings = load_task_embeddings(embeddings_path)
     if log:
         log(f"probing {folder.name} ({probe.protocol} protocol, seeds {probe.seeds}) on {probe.device}")
-    result = evaluate(task_embeddings, probe, log)
+    result = evaluate(task_embeddings, probe, None if probe_progress else log, probe_progress)  # one or the other
     finished = time.perf_counter()
     results = results_document(setup, folder, result, probe, embeddings_path, timing={
         "embed": embedded - started, "probe": finished - embedded, "total": finished - started})

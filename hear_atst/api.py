@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -35,8 +36,10 @@ def evaluate(model: str | ModuleType | nn.Module, task: str | os.PathLike[str], 
     ``--model`` form as text (with ``weights`` and ``options`` for ``load_model``). ``task``: a task folder path, or
     a task name looked up in ``tasks_dir`` (default ``$HEAR_ATST_TASKS`` or ``./tasks_data``). The probe is
     ``probe`` or ``ProbeConfig(**probe_settings)`` (e.g. ``protocol="linear", max_epochs=20``). Notes go to stderr
-    unless ``quiet``. A model in memory is moved to ``device`` and put in eval mode.
+    unless ``quiet``; ``progress`` adds the embedding progress bar and the probe stage's display. A model in memory
+    is moved to ``device`` and put in eval mode.
     """
+    from evaluation.progress import ProgressDisplay
     from evaluation.protocol import ProbeConfig
     from evaluation.runner import load_task_folder, resolve_model, run_eval
     from evaluation.taskfolder import TaskFolder
@@ -50,5 +53,6 @@ def evaluate(model: str | ModuleType | nn.Module, task: str | os.PathLike[str], 
         folder = TaskFolder.load(task)
     else:
         folder = load_task_folder(task, tasks_dir or default_tasks_dir())
-    return run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir, probe=probe,
-                    progress=progress, log=None if quiet else _stderr)
+    with ProgressDisplay() if progress else nullcontext() as display:  # the probe stage's display, as eval's
+        return run_eval(setup, folder, embeddings_dir=embeddings_dir, results_dir=results_dir, probe=probe,
+                        progress=progress, log=None if quiet else _stderr, probe_progress=display)

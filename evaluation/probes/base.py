@@ -21,6 +21,7 @@ import numpy as np
 from torch import Tensor
 
 from evaluation.probes.train import Validator
+from evaluation.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from evaluation.protocol import ProbeConfig
@@ -58,6 +59,7 @@ class ProbeContext:
     metadata: Mapping[str, Any]  # task_metadata.json
     validator: Callable[[FoldRows], Validator]  # (probabilities, logits) of a fold's validation rows -> (value, extra)
     log: Log | None = None  # progress lines; a probe may report through it
+    progress: ProgressCallback | None = None  # progress events (evaluation.progress), e.g. from train_heads
 
 
 class Probe(ABC):

@@ -76,9 +76,9 @@ class TrainedHeadsProbe(Probe):
         if self.per_fold_inputs:
             return [t for fold in folds
                     for t in train_heads(self._members([fold], heads, seed), self.inputs(fold), context.y, schedule,
-                                         context.multilabel, context.config.precision)]
+                                         context.multilabel, context.config.precision, context.progress)]
         return train_heads(self._members(folds, heads, seed), context.x, context.y, schedule, context.multilabel,
-                           context.config.precision)
+                           context.config.precision, context.progress)
 
     def _members(self, folds: Sequence[FoldRows], heads: Sequence[tuple[int, HeadConfig]], seed: int) -> list[Member]:
         """One member per (fold, head), fold-major; a head's slot (its position among the points fitted together) is

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from evaluation.probes.allocator import reuse_freed_memory
 from evaluation.probes.mlp import HeadConfig, HeadState, MLPBank, compute_dtype, predict_bank
+from evaluation.progress import BankStarted, EpochFinished, ProgressCallback, StepFinished
 
 DROPOUT_STREAM = 1 << 62  # xor-ed into a head's init seed: its dropout stream, apart from every init stream
 # (probabilities [Nv, C], logits [Nv, C]) of one head on its validation rows -> (monitored value, extra)
@@ -98,8 +99,9 @@ class _BankRun:
     """Training state of one bank: live heads, their members, best checkpoints and patience counters."""
 
     def __init__(self, members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", progress: ProgressCallback | None = None):
         self.members = list(members)
+        self.progress = progress
         self.x, self.y, self.schedule, self.multilabel = x, y, schedule, multilabel
         self.precision = precision
         in_dim, n_out = x.shape[1], y.shape[1]
@@ -130,7 +132,8 @@ class _BankRun:
         }
         keys = [(self.members[i].data_key, self.members[i].shuffle_seed) for i in self.live]
         shared = len(set(keys)) == 1
-        for step in range(len(next(iter(orders.values())))):
+        steps = len(next(iter(orders.values())))
+        for step in range(steps):
             if shared:
                 rows = self.rows[self.live[0]][orders[keys[0]][step].to(self.x.device)]
                 x, targets = self.x[rows], self._targets(rows)
@@ -141,6 +144,8 @@ class _BankRun:
             logits = self.bank.forward(x, train=True, generators=[self.dropout_streams[i] for i in self.live])
             self.bank.loss(logits, targets, self.multilabel).backward()
             self.bank.adam_step()
+            if self.progress:
+                self.progress(StepFinished(step=step + 1, steps=steps, heads=len(self.live)))
 
     def _validation_outputs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Eval-mode (probabilities, logits) of every live head on its own validation rows."""
@@ -192,23 +197,38 @@ class _BankRun:
         best.history = self.history[member_index]
         self.done[member_index] = best
 
+    def _epoch_event(self, epoch: int, trained: int) -> EpochFinished:
+        best = [b.best_value for b in self.best if b is not None and math.isfinite(b.best_value)]
+        return EpochFinished(
+            epoch=epoch + 1, max_epochs=self.schedule.max_epochs, trained=trained, training=len(self.live),
+            stopped=len(self.members) - len(self.live),
+            best=(max(best) if self.schedule.maximize else min(best)) if best else None)
+
     def run(self) -> list[Trained]:
         schedule = self.schedule
+        if self.progress:
+            self.progress(BankStarted(heads=len(self.members), max_epochs=schedule.max_epochs,
+                                      maximize=schedule.maximize))
         epoch = -1
         for epoch in range(schedule.max_epochs):
             if not self.live:
                 break
+            trained = len(self.live)
             self.train_epoch()
             if (epoch + 1) % schedule.check_every == 0:
                 self.validate(epoch)
+            if self.progress:
+                self.progress(self._epoch_event(epoch, trained))
         for member_index in self.live:
             self._finish(member_index, epoch + 1)
         return [self.done[i] for i in range(len(self.members))]
 
 
 def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Schedule, multilabel: bool,
-                precision: str = "fp32") -> list[Trained]:
+                precision: str = "fp32", progress: ProgressCallback | None = None) -> list[Trained]:
     """Train every member; heads of one architecture and training-set size share a bank. Order is kept.
+    ``progress`` receives a :class:`~evaluation.progress.BankStarted` a bank, then a
+    :class:`~evaluation.progress.StepFinished` a batch and an :class:`~evaluation.progress.EpochFinished` an epoch.
 
     ``precision="bf16"`` casts ``x`` to bfloat16 once and runs the banks' GEMMs in bfloat16 (see ``mlp``).
     Sets glibc's allocator thresholds for the process on first use (``allocator.reuse_freed_memory``).
@@ -223,7 +243,7 @@ def train_heads(members: Sequence[Member], x: Tensor, y: Tensor, schedule: Sched
     results: list[Trained | None] = [None] * len(members)
     for indices in groups.values():
         indices.sort(key=lambda i: (members[i].config.lr, members[i].config.weight_decay))  # Adam runs (mlp)
-        trained = _BankRun([members[i] for i in indices], x, y, schedule, multilabel, precision).run()
+        trained = _BankRun([members[i] for i in indices], x, y, schedule, multilabel, precision, progress).run()
         for index, result in zip(indices, trained, strict=True):
             results[index] = result
     return [r for r in results if r is not None]
