@@ -174,7 +174,7 @@ def eval_command(
     from evaluation.estimate import estimate_run
     from evaluation.progress import ProgressDisplay
     from evaluation.protocol import ProbeConfig, check_probe_settings
-    from evaluation.runner import run_eval
+    from evaluation.runner import check_run_inputs, run_eval
 
     flags_of = {"hear": (("--no-shuffle", no_shuffle), ("--stop-on-non-finite", stop_on_non_finite),
                          ("--grid", grid is not Grid.default), ("--grid-points", grid_points is not None)),
@@ -196,8 +196,11 @@ def eval_command(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(USAGE_ERROR) from error
     setup, folder = options.resolve()
-    if dry_run or not quiet:
+    if dry_run:
         _run(lambda: check_probe_settings(probe, folder.metadata))
+    else:  # before the plan's calibration: a bad setting or an unwritable folder fails before any work
+        _run(lambda: check_run_inputs(setup, folder, probe, options.embeddings_dir, results_dir))
+    if dry_run or not quiet:
         for line in _run(lambda: estimate_run(setup, folder, options.embeddings_dir, probe)).lines():
             (typer.echo if dry_run else _log)(line)
     if dry_run:

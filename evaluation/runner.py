@@ -146,6 +146,17 @@ def run_folder(results_dir: str | os.PathLike[str], setup: ModelSetup, folder: T
     return Path(results_dir) / setup.model_id / folder.name / probe.folder_name
 
 
+def check_run_inputs(setup: ModelSetup, folder: TaskFolder, probe: ProbeConfig,
+                     embeddings_dir: str | os.PathLike[str], results_dir: str | os.PathLike[str]) -> Path:
+    """What can fail before any work: the probe settings for this task and writable output folders (a read-only
+    folder fails now, not after hours of embedding and probing). Returns the run's results folder."""
+    check_probe_settings(probe, folder.metadata)
+    out_dir = run_folder(results_dir, setup, folder, probe)
+    for directory in (out_dir.parent, Path(embeddings_dir)):
+        check_writable(directory)
+    return out_dir
+
+
 def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.PathLike[str] = DEFAULT_EMBEDDINGS_DIR,
              results_dir: str | os.PathLike[str] = DEFAULT_RESULTS_DIR, probe: ProbeConfig | None = None,
              progress: bool = True, log: Log | None = None, probe_progress: ProgressCallback | None = None
@@ -154,10 +165,7 @@ def run_eval(setup: ModelSetup, folder: TaskFolder, *, embeddings_dir: str | os.
     event tasks, ``test.events.json``. ``progress`` shows the embedding progress bar; ``probe_progress`` receives
     the probe stage's events (e.g. a :class:`evaluation.progress.ProgressDisplay`)."""
     probe = probe or ProbeConfig()
-    check_probe_settings(probe, folder.metadata)  # before embedding, which may take hours
-    out_dir = run_folder(results_dir, setup, folder, probe)
-    for directory in (out_dir.parent, Path(embeddings_dir)):  # a read-only folder fails now, not after the probes
-        check_writable(directory)
+    out_dir = check_run_inputs(setup, folder, probe, embeddings_dir, results_dir)
     started = time.perf_counter()
     embeddings_path = embed(setup, folder, embeddings_dir, progress=progress, log=log)
     embedded = time.perf_counter()
