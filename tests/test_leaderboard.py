@@ -377,7 +377,7 @@ def test_leaderboard_finds_the_published_tables_from_any_folder(results_dir: Pat
 
     from hear_atst.cli import app
 
-    monkeypatch.chdir(tmp_path)  # a data folder, not the checkout: results/published is not here
+    monkeypatch.chdir(tmp_path)  # a data folder, not the checkout: the published tables come from the package
     result = CliRunner().invoke(app, ["leaderboard", "--results-dir", str(results_dir), "--out", "board"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "board" / "leaderboard.csv", keep_default_na=False)
