@@ -37,6 +37,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -327,19 +328,26 @@ class SuiteRun:
     results: dict[str, PairResult]
     repeat: PairResult  # the determinism pair, run a second time from scratch
     seconds: float
-    cpu_seconds: float = 0.0  # this process's CPU time (all threads; the layout tools' subprocesses excluded)
+    cpu_seconds: float = 0.0  # CPU time of this process and its finished children (the runner's workers, the
+    # layout tools), all threads
 
 
 def run_suite(suite: Suite, shared: Path, work: Path, log: Log, workers: int = 1) -> SuiteRun:
     """Prepare the tasks, run every pair on the suite runner, then the determinism pair again in its own fresh
     folders."""
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     folders = prepare_tasks(suite, shared, work, log)
     results = run_pairs(suite, shared, suite.pairs, folders, work / "runs", workers, log)
     key = pair_key(*suite.determinism_pair)
     repeat = run_pairs(suite, shared, [suite.determinism_pair], folders, work / "repeat", 1, lambda _: None)[key]
     log(f"{key} again from scratch: {repeat.metric} = {_number(repeat.score)} ({repeat.seconds:.1f} s)")
-    return SuiteRun(results, repeat, time.perf_counter() - started, time.process_time() - cpu_started)
+    return SuiteRun(results, repeat, time.perf_counter() - started, _cpu_seconds() - cpu_started)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process plus its reaped children: the pairs run in the runner's worker processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 # --- the gate ----------------------------------------------------------------------------------------------------
