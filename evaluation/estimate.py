@@ -355,7 +355,7 @@ def run_heads(config: ProbeConfig, metadata: dict[str, Any], n_train: int
     if not isinstance(probe, TrainedHeadsProbe):
         return [], []
     _, heads, schedules = probe.heads(n_train)
-    return heads, [probe._with_run_settings(schedule) for schedule in schedules]
+    return heads, [probe.run_schedule(schedule) for schedule in schedules]
 
 
 def calibrate_probe(config: ProbeConfig, folder: TaskFolder, rows: dict[str, int], dims: int) -> ProbeEstimate:

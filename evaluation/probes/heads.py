@@ -45,10 +45,10 @@ class TrainedHeadsProbe(Probe):
 
     def candidates(self, n_train: int) -> list[dict[str, Any]]:
         hparams, self._heads, schedules = self.heads(n_train)
-        self._schedules = [self._with_run_settings(schedule) for schedule in schedules]
+        self._schedules = [self.run_schedule(schedule) for schedule in schedules]
         return hparams
 
-    def _with_run_settings(self, schedule: Schedule) -> Schedule:
+    def run_schedule(self, schedule: Schedule) -> Schedule:
         """A grid point's ``schedule`` under this run's settings: batch order, the kit's stop on non-finite values,
         and ``max_epochs`` capped by ``ProbeConfig.max_epochs`` (smoke runs)."""
         config = self.context.config
