@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ GRID_POINTS = 8
 SOURCE = f"{time.strftime('%Y-%m-%d')}, benchmarks/probe_epochs.py"
 
 
+def _load() -> float:
+    """The machine's 1-minute load average when a run ends: whether its wall time was taken beside other work."""
+    return round(os.getloadavg()[0], 1)
+
+
 def one_run(task: Any, dim: int, shuffle: bool, seed: int, precision: str, max_epochs: int | None
             ) -> dict[str, Any]:
     """One whole protocol run of ours: its head-epochs, per-point epochs and mean test score."""
@@ -46,7 +52,7 @@ def one_run(task: Any, dim: int, shuffle: bool, seed: int, precision: str, max_e
             "precision": precision, "head_epochs": head_epochs(run), "score": result.score["mean"],
             "grid_epochs": [point["epochs_run"] for point in run["grid"]],
             "fold_epochs": [fold["epochs_run"] for fold in run["folds"].values()],
-            "seconds": round(time.perf_counter() - start, 1), "source": SOURCE}
+            "seconds": round(time.perf_counter() - start, 1), "load_average": _load(), "source": SOURCE}
 
 
 def kit_run(task: Any, dim: int, seed: int, max_epochs: int) -> dict[str, Any]:
@@ -55,7 +61,8 @@ def kit_run(task: Any, dim: int, seed: int, max_epochs: int) -> dict[str, Any]:
     result = kit_protocol(task, GRID_POINTS, max_epochs, seed, "cpu")
     return {"dim": dim, "implementation": KIT, "order": "kit (fixed)", "seed": seed, "precision": "fp32",
             "head_epochs": result["head_epochs"], "score": result["mean"], "grid_epochs": result["grid_epochs"],
-            "fold_epochs": result["fold_epochs"], "seconds": round(time.perf_counter() - start, 1), "source": SOURCE}
+            "fold_epochs": result["fold_epochs"], "seconds": round(time.perf_counter() - start, 1),
+            "load_average": _load(), "source": SOURCE}
 
 
 def merge_rows(previous: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,8 +129,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "rows": rows,
               "note": "Runs of one D and implementation differ in their seed (initialisation, batch order, dropout "
                       "draws); our fixed-order and shuffled runs of one seed differ in batch order alone. The kit "
-                      "protocol's seed s seeds its grid point i with s + i and its other folds with s (bench_probes' "
-                      "kit_protocol); it never shuffles. Times are wall-clock and not comparable between rows."}
+                      "protocol's seed s seeds its grid point i with s + i and its other folds with s "
+                      "(evaluation.kit_protocol); it never shuffles. Our grid points each draw their dropout masks "
+                      "from their own stream. Times (JSON `seconds`) are wall-clock, taken with other work on the "
+                      "machine where `load_average` (1-minute, at the run's end) is above 2: not comparable between "
+                      "rows, and not a speed measurement."}
     if args.quick:
         print(json.dumps(rows, indent=1))
     else:
