@@ -75,21 +75,29 @@ def merge_rows(previous: list[dict[str, Any]], rows: list[dict[str, Any]]) -> li
     return [merged[k] for k in sorted(merged)]
 
 
+def _measured(row: dict[str, Any]) -> str:
+    """The day a row was measured (its source's date)."""
+    return row["source"].split(",")[0]
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     lines = ["# Early stopping and the work it decides (`benchmarks/probe_epochs.py`)", "", report["machine"], "",
              "| D | implementation | batch order | precision | seed | head-epochs | test score (mean of 5 folds) "
-             "| epochs per grid point |", "|---|---|---|---|---|---:|---:|---|"]
+             "| epochs per grid point | measured |", "|---|---|---|---|---|---:|---:|---|---|"]
     for row in report["rows"]:
         lines.append(f"| {row['dim']} | {row['implementation']} | {row['order']} | {row['precision']} | {row['seed']} "
-                     f"| {row['head_epochs']} | {row['score']:.4f} | {' '.join(map(str, row['grid_epochs']))} |")
+                     f"| {row['head_epochs']} | {row['score']:.4f} | {' '.join(map(str, row['grid_epochs']))} "
+                     f"| {_measured(row)} |")
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in report["rows"]:
-        groups.setdefault((row["dim"], row["implementation"], row["order"], row["precision"]), []).append(row)
-    for (dim, implementation, order, precision), rows in groups.items():
+    for row in report["rows"]:  # rows measured on different days may come from different code: not pooled
+        key = (row["dim"], row["implementation"], row["order"], row["precision"], _measured(row))
+        groups.setdefault(key, []).append(row)
+    for (dim, implementation, order, precision, measured), rows in groups.items():
         if len(rows) > 1:
             epochs = np.array([row["head_epochs"] for row in rows], dtype=float)
             scores = np.array([row["score"] for row in rows])
-            lines.append(f"\nD = {dim}, {implementation}, {order}, {precision}, {len(rows)} seeds: head-epochs "
+            lines.append(f"\nD = {dim}, {implementation}, {order}, {precision}, {len(rows)} seeds measured {measured}: "
+                         "head-epochs "
                          f"{epochs.mean():.0f} (min {epochs.min():.0f}, max {epochs.max():.0f}, std "
                          f"{epochs.std(ddof=1):.0f}); score {scores.mean():.4f} (min {scores.min():.4f}, max "
                          f"{scores.max():.4f})")
