@@ -329,8 +329,8 @@ def calibrate_files(setup: ModelSetup, folder: TaskFolder, lengths: dict[str, di
     has passed), the clip's audio is checked and read with its hash (at ``rate`` if that folder exists, else an
     original rate) and its files are written (noise embeddings of the calibrated size, the clip's real labels);
     their manifest records are appended once; the split's arrays are collected from the first clip alone (the
-    split's own files), then from all (the difference is the clips' share); the folder is closed. Per-clip
-    figures are means, not medians: the run pays every slow ``fsync`` too."""
+    split's own files), then from all (the difference is the clips' share; three times each, the medians); the
+    folder is closed. The clips' reads and writes are means, not medians: the run pays every slow ``fsync`` too."""
     audio_rate = rate if (folder.path / str(rate)).is_dir() else (folder.original_rates() or folder.sample_rates())[0]
     split = next(split for split in folder.splits if folder.labels[split])
     event = frames_per_second is not None
@@ -354,8 +354,9 @@ def calibrate_files(setup: ModelSetup, folder: TaskFolder, lengths: dict[str, di
                 break
         written = [clip.partition("/")[2] for clip in records]
         record = _seconds(lambda: append_records(target, records))
-        split_files = _seconds(lambda: write_split_arrays(target, split, written[:1], event))
-        collect_all = _seconds(lambda: write_split_arrays(target, split, written, event))
+        cpu = torch.device("cpu")  # the split's files are written alike both times: medians of three each
+        split_files = _timed(lambda: write_split_arrays(target, split, written[:1], event), cpu, warmup=0)
+        collect_all = _timed(lambda: write_split_arrays(target, split, written, event), cpu, warmup=0)
         closing = _seconds(lambda: close_folder(target, folder, lengths, rate, setup, 0.0))
     collect = max(0.0, collect_all - split_files) / (len(written) - 1) if len(written) > 1 else 0.0  # noise: >= 0
     return FileCosts(read=float(np.mean(reads)), write=float(np.mean(writes)), collect=collect, record=record,
