@@ -166,7 +166,7 @@ def eval_command(
         "--probe-precision", help="Probe training GEMMs (bf16: float32 master weights, Adam and BatchNorm).")
     ] = Precision.fp32,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="State the work and its calibrated time estimate, then stop (nothing is written).")
+        "--dry-run", help="State the work and its calibrated time estimate, then stop (no file is left).")
     ] = False,
     quiet: QuietOpt = False,
 ) -> None:
