@@ -15,12 +15,15 @@ same embeddings without a display, with the plain display (lines to ``/dev/null`
 callback is summed. Target: estimate within a factor of 1.5 per stage; display cost under 1 % of the probe stage.
 
 Run it alone on a quiet machine (other processes slow the calibration and the run unequally). It takes about
-as long as ``hear-atst regress`` (the suite's pairs), plus the default-grid event task (on DCASE its 8-point grid
-alone ran over 20 minutes on the 2-core CPU; on ``demo_events`` a few minutes), plus six probe stages of the
-DCASE pair for the display's cost:
+as long as ``hear-atst regress`` (the suite's pairs), plus the default-grid event task, plus six probe stages of
+the DCASE pair for the display's cost. On DCASE the 8-point grid alone ran over 20 minutes on the 2-core CPU (its
+estimate: hours). On ``demo_events`` an epoch of the grid took 4.4 s of CPU time (measured on the loaded
+machine), about 2 s of a quiet one's two cores, and a head trains 63 to 500 epochs: about 3 to 18 minutes, or
+``--event-only`` to run it alone into its own ``--out``:
 
     python benchmarks/bench_estimate.py [--shared ../shared] [--out results/bench_estimate]
                                         [--skip-event | --event-task demo_events]
+    python benchmarks/bench_estimate.py --event-only [--event-task demo_events] --out results/bench_estimate_event
     python benchmarks/bench_estimate.py --quick      # one small pair, one seed, 3 epochs: prints, writes nothing
     python benchmarks/bench_estimate.py --quick --event-task demo_events   # ... plus the event task, 10 epochs
 """
@@ -171,18 +174,23 @@ def main() -> None:
     parser.add_argument("--skip-event", action="store_true", help="leave out the default-grid event task")
     parser.add_argument("--event-task", choices=EVENT_TASKS, default=None,
                         help="the default-grid event task (dcase2016 unless --quick; --quick runs it only if named)")
+    parser.add_argument("--event-only", action="store_true",
+                        help="only the default-grid event task: no suite pairs, no display cost (another --out)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each display mode (overhead)")
     parser.add_argument("--quick", action="store_true", help="one small pair, 1 seed, 3 epochs (an --event-task: "
                         f"{QUICK_EVENT_EPOCHS}); writes nothing")
     args = parser.parse_args()
-    if args.skip_event and args.event_task:
-        parser.error("--skip-event and --event-task exclude each other")
-    event_task = None if args.skip_event or (args.quick and not args.event_task) else args.event_task or "dcase2016"
+    if args.skip_event and (args.event_task or args.event_only):
+        parser.error("--skip-event excludes --event-task and --event-only")
+    if args.event_only and not args.quick and args.out == parser.get_default("out"):
+        parser.error("--event-only needs its own --out (the default holds the suite pairs' figures)")
+    event_task = (None if args.skip_event or (args.quick and not (args.event_task or args.event_only))
+                  else args.event_task or "dcase2016")
 
     regression = REPO / "results" / "regression.json"
     suite, _, _ = load_regression(regression)
     shared = resolve_shared(suite, regression, args.shared)
-    pairs = [("mel", "keywords")] if args.quick else list(suite.pairs)
+    pairs = [] if args.event_only else [("mel", "keywords")] if args.quick else list(suite.pairs)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         needed = {task for _, task in pairs} | ({event_task} & set(suite.tasks))
@@ -204,13 +212,15 @@ def main() -> None:
             grid = ProbeConfig(seeds=[0], psds=False, **({"max_epochs": QUICK_EVENT_EPOCHS} if args.quick else {}))
             rows.append(measure_pair(f"{EVENT_MODEL}/{event_task} (default HEAR grid)", resolve_model(EVENT_MODEL),
                                      folders[event_task], grid, work / "event"))
-        over_key = pair_key("mel", "keywords" if args.quick else "dcase2016")
-        over_setup = resolve_model("mel")
-        over_folder = folders["keywords" if args.quick else "dcase2016"]
-        over_probe = ProbeConfig(**{**suite.probe, "max_epochs": 3}, seeds=[0]) if args.quick else suite.probe_for(
-            over_key)
-        overhead = measure_overhead(task_embeddings_dir(work / over_key / "embeddings", over_setup, over_folder),
-                                    over_probe, 1 if args.quick else args.repeats)
+        overhead = None
+        if pairs:
+            over_key = pair_key("mel", "keywords" if args.quick else "dcase2016")
+            over_setup = resolve_model("mel")
+            over_folder = folders["keywords" if args.quick else "dcase2016"]
+            over_probe = (ProbeConfig(**{**suite.probe, "max_epochs": 3}, seeds=[0]) if args.quick
+                          else suite.probe_for(over_key))
+            overhead = measure_overhead(task_embeddings_dir(work / over_key / "embeddings", over_setup, over_folder),
+                                        over_probe, 1 if args.quick else args.repeats)
     report = {
         "benchmark": "bench_estimate",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

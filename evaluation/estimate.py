@@ -300,7 +300,7 @@ def calibrate_model(setup: ModelSetup, clip_seconds: float, event: bool) -> Mode
     return ModelCalibration(load_seconds, rate, audio_per_second, int(embedding.shape[-1]), frames)
 
 
-def frames(frames_per_second: float, seconds: float) -> int:
+def frame_count(frames_per_second: float, seconds: float) -> int:
     """Timestamps an event model gives a clip of ``seconds``."""
     return max(1, round(frames_per_second * seconds))
 
@@ -310,7 +310,7 @@ def _noise_embedding(random: np.random.Generator, seconds: float, dims: int, fra
     """A clip's embedding of the calibrated size (and, for event tasks, its timestamps in ms)."""
     if frames_per_second is None:
         return random.standard_normal(dims, dtype=np.float32), None
-    n = frames(frames_per_second, seconds)
+    n = frame_count(frames_per_second, seconds)
     return random.standard_normal((n, dims), dtype=np.float32), (np.arange(n) + 0.5) * 1000.0 / frames_per_second
 
 
@@ -338,6 +338,7 @@ def calibrate_files(setup: ModelSetup, folder: TaskFolder, lengths: dict[str, di
     reads: list[float] = []
     writes: list[float] = []
     records: dict[str, ClipRecord] = {}
+    written: list[str] = []
     with scratch_dir(out_dir) as scratch:
         target = scratch / folder.name
         opening = _seconds(lambda: prepare_folder(target, folder, folder_config(setup, setup.identity(folder), rate)))
@@ -350,9 +351,9 @@ def calibrate_files(setup: ModelSetup, folder: TaskFolder, lengths: dict[str, di
             embedding, timestamps = _noise_embedding(random, lengths[split][name] / rate, dims, frames_per_second)
             writes.append(_seconds(functools.partial(write_clip, target / split, name, embedding, timestamps,
                                                      folder.labels[split][name])))
+            written.append(name)
             if sum(reads) + sum(writes) > CALIBRATION_SECONDS / 2:
                 break
-        written = [clip.partition("/")[2] for clip in records]
         record = _seconds(lambda: append_records(target, records))
         cpu = torch.device("cpu")  # the split's files are written alike both times: medians of three each
         split_files = _timed(lambda: write_split_arrays(target, split, written[:1], event), cpu, warmup=0)
@@ -533,7 +534,7 @@ def estimate_run(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os
         event = folder.embedding_type == "event"
         calibration = calibrate_model(setup, max(max(d.values()) for d in durations.values()), event)
         dims, fps, rate = calibration.dims, calibration.frames_per_second, calibration.rate
-        rows = {split: sum(frames(fps, s) for s in d.values()) if fps is not None else len(d)
+        rows = {split: sum(frame_count(fps, s) for s in d.values()) if fps is not None else len(d)
                 for split, d in durations.items()}
         lengths = {split: {name: max(1, round(s * rate)) for name, s in d.items()} for split, d in durations.items()}
         embed = EmbedEstimate(clips=clips, audio_seconds=audio, rate=rate, cached=False,
