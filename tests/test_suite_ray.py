@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from suite_helpers import DIGITS, PROBE_FLAGS, fingerprints, run_cli, statuses, suite_args
+from suite_helpers import DIGITS, PROBE_FLAGS, fingerprints, run_cli, run_summary, statuses, suite_args
 
 from evaluation.protocol import ProbeConfig
 from evaluation.suite.executors import RayExecutor
@@ -40,6 +40,8 @@ def test_ray_run_equals_eval(cluster: None, tasks_dir: Path, reference: dict[str
     result = run_cli(*suite_args(tmp_path, tasks_dir, f"{DIGITS},broken", "--executor", "ray", "--workers", "2"))
     assert result.exit_code == 1, result.output  # the broken task's embedding raised
     assert "ray (this machine: 2 CPUs, 2 GPUs)" in result.output
+    worker = next(job["worker"] for job in run_summary(tmp_path)["jobs"] if job["key"] == f"embed/mel/{DIGITS}")
+    assert f"({worker['host']} pid {worker['pid']}): embed/mel/{DIGITS} · " in result.output  # the worker's word
     assert fingerprints(tmp_path, tasks_dir, DIGITS) == reference
     found = statuses(tmp_path)
     assert {found[key] for key in found if DIGITS in key} == {"skipped", "succeeded"}
