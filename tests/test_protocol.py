@@ -3,9 +3,12 @@ to end on rebuilt DCASE 2016 scenes."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,21 +53,68 @@ def esc_task(data_dir):
     return esc10_task(data_dir)
 
 
+@contextlib.contextmanager
+def recorded_grid_searches() -> Iterator[list[tuple[Any, Any, list]]]:
+    """Record every grid search (the fit on fold 0) of the runs inside: (probe, fold, fitted heads), one a seed."""
+    from evaluation.probes.heads import TrainedHeadsProbe
+
+    searches = []
+    fit = TrainedHeadsProbe.fit
+
+    def spy(self, folds, points, seed):
+        trained = fit(self, folds, points, seed)
+        if folds[0].index == 0:
+            searches.append((self, folds[0], trained))
+        return trained
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TrainedHeadsProbe, "fit", spy)
+        yield searches
+
+
+def validation_top1_by_hand(task, search) -> list[float]:
+    """Independent oracle of a grid search's validation scores: each fitted head's best checkpoint predicts fold 0's
+    validation split (fold01, the kit's rotation), counted right when its most probable label is the clip's label."""
+    probe, fold, fitted = search
+    valid = task.splits["fold01"]
+    np.testing.assert_array_equal(probe.context.x[fold.valid_rows].numpy(), valid.embeddings)  # fold01's rows
+    scores = []
+    for head in fitted:
+        probabilities, _ = probe.predict(head, fold, fold.valid_rows)
+        right = sum(task.label_vocabulary[int(np.argmax(row))] == labels[0]
+                    for row, labels in zip(probabilities, valid.labels, strict=True))
+        scores.append(right / len(valid.labels))
+    return scores
+
+
 @pytest.fixture(scope="module")
-def esc_result(esc_task):
-    return evaluate(esc_task, ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
+def esc_run(esc_task):
+    with recorded_grid_searches() as searches:
+        result = evaluate(esc_task, ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
+    return result, searches
 
 
-def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_result):
-    for run in esc_result.runs:
+@pytest.fixture(scope="module")
+def esc_result(esc_run):
+    return esc_run[0]
+
+
+def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_run, esc_task):
+    """Every recorded validation score is recomputed by hand from the chosen checkpoints' predictions; the best of
+    those (the first of ties, like the kit's stable sort) is the selected point and fold 0's validation score."""
+    result, searches = esc_run
+    assert len(searches) == len(result.runs) == 2
+    for run, search in zip(result.runs, searches, strict=True):
         grid = run["grid"]
         assert len(grid) == 3
-        scores = [g["validation_score"] for g in grid]
-        best = grid[scores.index(max(scores))]  # first of the ties, like the kit's stable sort
-        assert run["selected_hyperparameters"] == best["hyperparameters"]
-        assert run["folds"]["fold00"]["validation_score"] == best["validation_score"]
+        by_hand = validation_top1_by_hand(esc_task, search)
+        assert [g["validation_score"] for g in grid] == by_hand
+        best = by_hand.index(max(by_hand))
+        assert run["selected_hyperparameters"] == grid[best]["hyperparameters"]
+        assert run["folds"]["fold00"]["validation_score"] == by_hand[best]
         assert list(run["folds"]) == ["fold00", "fold01", "fold02", "fold03", "fold04"]
         assert all(fold["epoch"] in (2, 5, 8) for fold in run["folds"].values())  # checks every 3 epochs
+    assert len({score for run in result.runs for score in (g["validation_score"] for g in run["grid"])}) > 1
 
 
 def test_the_other_folds_retrain_the_head_chosen_on_fold_zero(data_dir, monkeypatch):
@@ -137,11 +187,14 @@ def test_results_json_and_predicted_scores_keys(esc_result):
 def test_every_kit_grid_trains_and_selects_one_of_its_points(data_dir, grid, cap):
     """fast/faster vary the schedule between points: each schedule trains in its own bank, the best is chosen over
     all of them and retrained on the other folds with its own schedule."""
-    result = evaluate(esc10_task(data_dir), ProbeConfig(grid=grid, grid_points=8, max_epochs=cap, seeds=[0]))
+    task = esc10_task(data_dir)
+    with recorded_grid_searches() as searches:
+        result = evaluate(task, ProbeConfig(grid=grid, grid_points=8, max_epochs=cap, seeds=[0]))
     run = result.runs[0]
     points = [point["hyperparameters"] for point in run["grid"]]
     assert points == sample_grid({"task_name": "esc10"}, 8, grid) and result.protocol["grid"] == grid
-    scores = [point["validation_score"] for point in run["grid"]]
+    scores = validation_top1_by_hand(task, searches[0])
+    assert [point["validation_score"] for point in run["grid"]] == scores
     best = scores.index(max(scores))  # the first of the ties, like the kit's stable sort
     assert run["selected_hyperparameters"] == points[best]
     assert run["folds"]["fold00"]["validation_score"] == scores[best]
