@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from event_oracle import kit_events, sed_eval_kit_scores
 from probe_helpers import dcase_scenes, dcase_task, esc10_task
 
 from evaluation.data import SplitEmbeddings, TaskEmbeddings
@@ -247,8 +248,30 @@ def dcase(tools_dir, tmp_path_factory):
     return dcase_task(dcase_scenes(tools_dir, tmp_path_factory.mktemp("dcase")))
 
 
+def assert_test_events_and_scores_by_oracles(task, result) -> int:
+    """The first seed's test events equal those re-derived from its test predictions by the kit's post-processing
+    restated plainly, and its onset F-measure (with precision and recall) and 1 s segment error rate equal sed_eval's,
+    called directly on those events against the task's annotations. Returns the number of predicted events."""
+    fold = result.runs[0]["folds"]["test"]
+    rows = result.predictions
+    labels = [str(label) for label in task.label_vocabulary]
+    assert rows.labels == labels and set(rows.fold) == {"test"} and set(rows.seed) == {result.runs[0]["seed"]}
+    assert list(rows.filename) == task.splits["test"].filenames
+    predicted = kit_events(rows.filename, rows.timestamp, rows.probabilities, labels, **fold["postprocessing"])
+    assert {name: entry["predicted"] for name, entry in result.events.files.items()} == predicted
+    expected = sed_eval_kit_scores(predicted, task.events["test"], labels)
+    assert fold["scores"]["event_onset_200ms_fms"] == expected["event_onset_200ms_fms"]
+    assert fold["scores"]["segment_1s_er"] == expected["segment_1s_er"]
+    kit = result.to_predicted_scores()["test"]
+    for key, value in expected.items():
+        assert kit[f"test_{key}"] == value, key
+    assert kit["test_score"] == expected["event_onset_200ms_fms"]
+    return sum(map(len, predicted.values()))
+
+
 def test_event_task_end_to_end(dcase):
-    """The default event evaluation, PSDS included (1 hidden layer, 10 epochs)."""
+    """The default event evaluation, PSDS included (1 hidden layer, 10 epochs); its test events and scores against
+    independent oracles (``assert_test_events_and_scores_by_oracles``)."""
     result = evaluate(dcase, ProbeConfig(grid_points=1, max_epochs=10, seeds=[0]))
     fold = result.runs[0]["folds"]["test"]
     assert fold["epoch"] == 9  # dcase2016_task2 validates every 10 epochs
@@ -256,14 +279,21 @@ def test_event_task_end_to_end(dcase):
                                       {"median_filter_ms": 250, "min_duration": 250})
     assert set(fold["scores"]) == {"event_onset_200ms_fms", "segment_1s_er", "psds1"}
     assert 0.0 <= fold["scores"]["psds1"] <= 1.0
-    assert 0.0 < fold["scores"]["event_onset_200ms_fms"] <= 1.0
-    assert fold["scores"]["segment_1s_er"] > 0.0
+    assert assert_test_events_and_scores_by_oracles(dcase, result) >= 1  # 10 epochs of lr 1e-4: few detections
+    assert fold["scores"]["event_onset_200ms_fms"] > 0.0 and fold["scores"]["segment_1s_er"] > 0.0
     kit = result.to_predicted_scores()
     assert {"test_event_onset_200ms_fms", "test_event_onset_200ms_fms_f_measure",
             "test_event_onset_200ms_fms_precision", "test_event_onset_200ms_fms_recall", "test_segment_1s_er",
             "test_segment_1s_er_error_rate", "test_psds1", "test_score", "test_loss"} <= set(kit["test"])
     assert "aggregated_scores" not in kit and kit["postprocessing"] == [list(p) for p in fold["postprocessing"].items()]
     assert result.higher_is_better is True and result.scores["segment_1s_er"]["n"] == 1
+
+
+def test_event_scores_of_a_run_with_many_detections_by_oracles(dcase):
+    """The same oracles on a run that detects many events (kNN, no training: seconds): the scores are not near 0."""
+    result = evaluate(dcase, ProbeConfig(protocol="knn", seeds=[0], psds=False))
+    assert assert_test_events_and_scores_by_oracles(dcase, result) > 20
+    assert 0.1 < result.runs[0]["folds"]["test"]["scores"]["event_onset_200ms_fms"] < 1.0
 
 
 @pytest.mark.slow
