@@ -55,30 +55,35 @@ def esc_task(data_dir):
 
 
 @contextlib.contextmanager
-def recorded_grid_searches() -> Iterator[list[tuple[Any, Any, list]]]:
-    """Record every grid search (the fit on fold 0) of the runs inside: (probe, fold, fitted heads), one a seed."""
+def recorded_fits() -> Iterator[list[tuple[Any, Any, list]]]:
+    """Record every fit of the runs inside, fold by fold in order: (probe, fold, the fold's fitted heads)."""
     from evaluation.probes.heads import TrainedHeadsProbe
 
-    searches = []
+    fits = []
     fit = TrainedHeadsProbe.fit
 
     def spy(self, folds, points, seed):
         trained = fit(self, folds, points, seed)
-        if folds[0].index == 0:
-            searches.append((self, folds[0], trained))
+        fits.extend((self, fold, trained[i * len(points):(i + 1) * len(points)]) for i, fold in enumerate(folds))
         return trained
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TrainedHeadsProbe, "fit", spy)
-        yield searches
+        yield fits
 
 
-def validation_top1_by_hand(task, search) -> list[float]:
-    """Independent oracle of a grid search's validation scores: each fitted head's best checkpoint predicts fold 0's
-    validation split (fold01, the kit's rotation), counted right when its most probable label is the clip's label."""
-    probe, fold, fitted = search
-    valid = task.splits["fold01"]
-    np.testing.assert_array_equal(probe.context.x[fold.valid_rows].numpy(), valid.embeddings)  # fold01's rows
+def grid_searches(fits: list[tuple[Any, Any, list]]) -> list[tuple[Any, Any, list]]:
+    """The fits on fold 0 (the grid search), one a seed."""
+    return [fit for fit in fits if fit[1].name == "fold00"]
+
+
+def validation_top1_by_hand(task, fit) -> list[float]:
+    """Independent oracle of validation scores: each fitted head's best checkpoint predicts its fold's validation
+    split (the next fold, the kit's rotation: fold00 -> fold01 ... fold04 -> fold00), counted right when its most
+    probable label is the clip's label."""
+    probe, fold, fitted = fit
+    valid = task.splits[f"fold0{(int(fold.name[-1]) + 1) % 5}"]
+    np.testing.assert_array_equal(probe.context.x[fold.valid_rows].numpy(), valid.embeddings)  # that split's rows
     scores = []
     for head in fitted:
         probabilities, _ = probe.predict(head, fold, fold.valid_rows)
@@ -90,9 +95,9 @@ def validation_top1_by_hand(task, search) -> list[float]:
 
 @pytest.fixture(scope="module")
 def esc_run(esc_task):
-    with recorded_grid_searches() as searches:
+    with recorded_fits() as fits:
         result = evaluate(esc_task, ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
-    return result, searches
+    return result, grid_searches(fits)
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +194,12 @@ def test_every_kit_grid_trains_and_selects_one_of_its_points(data_dir, grid, cap
     """fast/faster vary the schedule between points: each schedule trains in its own bank, the best is chosen over
     all of them and retrained on the other folds with its own schedule."""
     task = esc10_task(data_dir)
-    with recorded_grid_searches() as searches:
+    with recorded_fits() as fits:
         result = evaluate(task, ProbeConfig(grid=grid, grid_points=8, max_epochs=cap, seeds=[0]))
     run = result.runs[0]
     points = [point["hyperparameters"] for point in run["grid"]]
     assert points == sample_grid({"task_name": "esc10"}, 8, grid) and result.protocol["grid"] == grid
-    scores = validation_top1_by_hand(task, searches[0])
+    scores = validation_top1_by_hand(task, grid_searches(fits)[0])
     assert [point["validation_score"] for point in run["grid"]] == scores
     best = scores.index(max(scores))  # the first of the ties, like the kit's stable sort
     assert run["selected_hyperparameters"] == points[best]
@@ -320,18 +325,46 @@ def test_event_scores_inside_the_protocol_equal_sed_evals(dcase):
     assert 0.0 < fast.score["mean"] < 1.0
 
 
+def early_stopping_by_hand(history: list[tuple[int, float]], patience: int, max_epochs: int) -> tuple[int, float, int]:
+    """The kit's PyTorch Lightning rule restated on a head's validation history (one check an epoch): the checkpoint
+    is the first check of the highest value (only a strictly higher one replaces it), and training ends after
+    ``patience`` checks in a row without one, else at ``max_epochs``. Returns (best epoch, best value, epochs run)."""
+    best_epoch, best_value, waited = -1, -math.inf, 0
+    for epoch, value in history:
+        if value > best_value:
+            best_epoch, best_value, waited = epoch, value, 0
+            continue
+        waited += 1
+        if waited >= patience:
+            return best_epoch, best_value, epoch + 1
+    return best_epoch, best_value, max_epochs
+
+
 def test_an_uncapped_hear_protocol_run(esc_task):
     """No epoch cap: the kit's faster grid runs its own schedule (10 epochs, a check every epoch, its patience) to
-    the end or to early stopping, on every fold, and learns (10 classes: chance is 0.1)."""
-    result = evaluate(esc_task, ProbeConfig(grid="faster", grid_points=2, seeds=[0]))
+    the end or to early stopping, on every fold, and learns (10 classes: chance is 0.1). Oracles: the stopping rule
+    restated on each fold's validation history, and the chosen checkpoint's validation score counted by hand."""
+    with recorded_fits() as fits:
+        result = evaluate(esc_task, ProbeConfig(grid="faster", grid_points=2, seeds=[0]))
     run = result.runs[0]
     assert result.protocol["run"] == "hear-grid=faster-points=2"  # no max-epochs in the name: uncapped
     chosen = run["selected_hyperparameters"]
     assert chosen["max_epochs"] == 10 and chosen["check_val_every_n_epoch"] == 1
-    for fold in run["folds"].values():
-        assert fold["epoch"] < fold["epochs_run"] <= 10
-        stopped_early = fold["epochs_run"] < 10
-        assert not stopped_early or fold["epochs_run"] - 1 - fold["epoch"] == chosen["patience"]
+    best = [point["hyperparameters"] for point in run["grid"]].index(chosen)
+    assert [fold.name for _, fold, _ in fits] == list(run["folds"]) == [f"fold0{k}" for k in range(5)]
+    grid = fits[0][2]  # every grid point, trained on fold 0
+    checked = [(point["hyperparameters"], point, head) for point, head in zip(run["grid"], grid, strict=True)]
+    checked += [(chosen, recorded, fitted[best if fold.name == "fold00" else 0])
+                for (_, fold, fitted), recorded in zip(fits, run["folds"].values(), strict=True)]
+    for hyperparameters, recorded, head in checked:
+        history = head.history
+        assert [epoch for epoch, _ in history] == list(range(recorded["epochs_run"]))  # a check every epoch
+        assert (recorded["epoch"], recorded["validation_score"], recorded["epochs_run"]) == early_stopping_by_hand(
+            history, hyperparameters["patience"], hyperparameters["max_epochs"])
+    for (probe, fold, fitted), recorded in zip(fits, run["folds"].values(), strict=True):
+        head = fitted[best if fold.name == "fold00" else 0]
+        assert validation_top1_by_hand(esc_task, (probe, fold, [head])) == [recorded["validation_score"]]
+    assert any(recorded["epochs_run"] < 10 for _, recorded, _ in checked)  # the stopping rule was exercised
     assert result.score["n"] == 5 and result.score["mean"] > 0.3
 
 
