@@ -173,6 +173,7 @@ def pair_suite_plan(suite: Suite, model_names: list[str], probe_flags: list[str]
                     shared: Path | None) -> Plan:
     """The plan of a suite that names its models, pairs and probes (``ci``): its tasks prepared from ``../shared``
     into ``--tasks-dir`` first (a complete folder is kept), then its pairs (of ``--models`` only, when given)."""
+    import dataclasses
     import tempfile
 
     from evaluation.suite.pairs import plan_pairs
@@ -187,12 +188,14 @@ def pair_suite_plan(suite: Suite, model_names: list[str], probe_flags: list[str]
     if unknown:
         raise _fail(f"--models {','.join(unknown)}: not a model of suite {suite.name} ({', '.join(suite.models)})")
     pairs = [(model, task) for model, task in suite.pairs if not model_names or model in model_names]
-    needs_shared = any(task.prepare for task in suite.tasks.values()) or any(
-        model.weights for model in suite.models.values())
+    used = dataclasses.replace(suite, tasks={key: task for key, task in suite.tasks.items()
+                                             if key in {task for _, task in pairs}})
+    needs_shared = any(task.prepare for task in used.tasks.values()) or any(
+        suite.models[model].weights for model, _ in pairs)
     try:
         shared_dir = resolve_shared(suite, override=shared) if needs_shared else None
         with tempfile.TemporaryDirectory(prefix="hear-atst-layouts-") as work:
-            prepare_tasks(suite, shared_dir, Path(work), lambda line: typer.echo(line, err=True), settings.tasks_dir)
+            prepare_tasks(used, shared_dir, Path(work), lambda line: typer.echo(line, err=True), settings.tasks_dir)
     except (FileNotFoundError, SourceError, PrepareError, RuntimeError, ValueError, OSError) as error:
         raise _fail(f"suite {suite.name}: its tasks could not be prepared: {error}") from None
     return plan_pairs(suite, shared_dir, settings, pairs).plan
