@@ -188,6 +188,7 @@ def test_regression_file_errors(tmp_path: Path) -> None:
         "seeds are counts": ('default = 1', 'default = 0'),
         "names no determinism_pair": ('determinism_pair = ["mel", "keywords"]', ""),
         "has no 'prepare'": ('prepare = { task = "speech_commands"', 'x = { task = "speech_commands"'),
+        "[probe]: ProbeConfig.__init__() got an unexpected keyword argument 'points'": ("grid_points", "points"),
     }
     for message, (old, new) in suite_errors.items():
         assert old in TINY_SUITE, old

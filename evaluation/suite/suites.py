@@ -174,4 +174,8 @@ def _inconsistency(suite: Suite) -> str | None:
                 "the second run of one)")
     if "default" not in suite.seeds or "seeds" in suite.probe or min(suite.seeds.values()) < 1:
         return "seeds are counts of at least 1 under [seeds] with a 'default', not a probe setting"
+    try:
+        suite.probe_for("default")
+    except (TypeError, ValueError) as error:
+        return f"[probe]: {error}"
     return None
