@@ -40,6 +40,8 @@ def test_run_equals_eval_resumes_and_reports_a_failing_task(tasks_dir: Path, ref
     assert probe["identity"]["seeds"] == [0, 1] and probe["result_path"].endswith("results.json")
     assert probe["worker"]["pid"] > 0 and probe["seconds"] > 0
     assert "FAILED embed/mel/broken-1.0-small" in result.output
+    worker = jobs[f"embed/mel/{DIGITS}"]["worker"]  # the progress display named the worker holding the job
+    assert re.search(rf"worker [12] \({worker['host']} pid {worker['pid']}\): embed/mel/{DIGITS} · ", result.output)
     assert "BLOCKED probe/mel/broken-1.0-small/linear-max-epochs=10" in result.output
     assert (tmp_path / "run" / "leaderboard.md").is_file()
 

@@ -219,8 +219,8 @@ def execute(plan: object, executor: ExecutorName, workers: int, run_dir: Path, r
     """Run the plan on the chosen executor, printing the suite's progress on stderr."""
     from evaluation.suite.executors import LocalExecutor, RayExecutor
     from evaluation.suite.plan import Plan, worker_threads
+    from evaluation.suite.progress import SuiteProgress
     from evaluation.suite.scheduler import run_plan
-    from evaluation.suite.summary import progress_line
 
     assert isinstance(plan, Plan)
     log_dir = run_dir / "logs"
@@ -229,16 +229,9 @@ def execute(plan: object, executor: ExecutorName, workers: int, run_dir: Path, r
     else:
         runner = LocalExecutor(workers, log_dir)
     typer.echo(f"{len(plan.jobs)} jobs on {runner.description}; run summary: {run_dir / 'run.json'}", err=True)
-    last = [""]
-
-    def show(outcomes: dict, running: dict) -> None:
-        line = progress_line(len(plan.jobs), outcomes, running)
-        if line != last[0]:
-            typer.echo(line, err=True)
-            last[0] = line
-
     try:
-        return run_plan(plan, runner, run_dir, show)
+        with SuiteProgress(len(plan.jobs)) as display:
+            return run_plan(plan, runner, run_dir, display)
     finally:
         runner.close()
 
