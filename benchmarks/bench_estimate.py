@@ -50,10 +50,12 @@ import torch  # noqa: E402
 from evaluation.embeddings import load_task_embeddings, task_embeddings_dir  # noqa: E402
 from evaluation.environment import cpu_model  # noqa: E402
 from evaluation.estimate import estimate_run  # noqa: E402
-from evaluation.leaderboard.regress import load_regression, pair_key, prepare_tasks, resolve_shared  # noqa: E402
+from evaluation.leaderboard.baseline import load_regression  # noqa: E402
 from evaluation.progress import ProgressDisplay, ProgressEvent  # noqa: E402
 from evaluation.protocol import ProbeConfig, evaluate  # noqa: E402
 from evaluation.runner import resolve_model, run_eval  # noqa: E402
+from evaluation.suite.shared_tasks import prepare_tasks, resolve_shared  # noqa: E402
+from evaluation.suite.suites import pair_key  # noqa: E402
 from evaluation.taskfolder import TaskFolder  # noqa: E402
 from hear_atst.atomic import write_text_atomic  # noqa: E402
 from tasks.pipeline import prepare_task  # noqa: E402
