@@ -31,14 +31,11 @@ import numpy as np
 
 from evaluation.embeddings import load_task_embeddings, task_embeddings_dir
 from evaluation.environment import cpu_model
-from evaluation.leaderboard.regress import (
-    load_regression,
-    prepare_tasks,
-    resolve_shared,
-)
+from evaluation.leaderboard.baseline import load_regression
 from evaluation.protocol import ProbeConfig, summarize
 from evaluation.results import RESULTS_FILENAME, read_results, write_json_atomic
 from evaluation.runner import resolve_model, run_eval, run_folder
+from evaluation.suite.shared_tasks import prepare_tasks, resolve_shared
 from evaluation.taskfolder import TaskFolder
 from hear_atst.atomic import write_text_atomic
 

@@ -166,12 +166,13 @@ def eval_command(
         "--probe-precision", help="Probe training GEMMs (bf16: float32 master weights, Adam and BatchNorm).")
     ] = Precision.fp32,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="State the work and its calibrated time estimate, then stop (nothing is written).")
+        "--dry-run", help="State the work and its calibrated time estimate, then stop (no file is left).")
     ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Embed (cached) -> probe -> score one task; writes results.json and test.predicted-scores.json."""
     from evaluation.estimate import estimate_run
+    from evaluation.probes.registry import training_protocols
     from evaluation.progress import ProgressDisplay
     from evaluation.protocol import ProbeConfig, check_probe_settings
     from evaluation.runner import check_run_inputs, run_eval
@@ -186,6 +187,10 @@ def eval_command(
             verb = "applies" if len(misplaced) == 1 else "apply"
             typer.echo(f"error: {', '.join(misplaced)} {verb} to --protocol {owner} only", err=True)
             raise typer.Exit(USAGE_ERROR)
+    if max_epochs is not None and protocol.value not in training_protocols():
+        typer.echo(f"error: --max-epochs applies to the probes that train ({', '.join(training_protocols())}) only; "
+                   f"--protocol {protocol.value} does not train", err=True)
+        raise typer.Exit(USAGE_ERROR)
     given = {key: value for key, value in (("linear_lr", linear_lr), ("grid_points", grid_points)) if value is not None}
     try:
         probe = ProbeConfig(protocol=protocol.value, seeds=list(range(seeds)), shuffle=not no_shuffle,

@@ -239,8 +239,15 @@ def _embed_batch(module: ModuleType, model: torch.nn.Module, audio: torch.Tensor
     return module.get_scene_embeddings(audio, model).detach().cpu().numpy(), None
 
 
-def _write_clip(split_dir: Path, name: str, embedding: np.ndarray, timestamps: np.ndarray | None,
-                entries: list[Any]) -> None:
+def read_clip(path: Path) -> tuple[np.ndarray, ClipRecord]:
+    """A clip's audio as the stage embeds it, and the record of the exact bytes decoded (their SHA-256)."""
+    stat = path.stat()
+    data = path.read_bytes()
+    return decode_audio(data, path)[0], ClipRecord.of(stat, data)
+
+
+def write_clip(split_dir: Path, name: str, embedding: np.ndarray, timestamps: np.ndarray | None,
+               entries: list[Any]) -> None:
     """The per-clip files; the ``.embedding.npy`` last, so its presence marks the clip complete."""
     if timestamps is not None:
         times = [float(t) for t in timestamps]
@@ -251,7 +258,13 @@ def _write_clip(split_dir: Path, name: str, embedding: np.ndarray, timestamps: n
     _save_npy(split_dir / f"{name}.embedding.npy", embedding)
 
 
-def _prepare_dir(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> None:
+def folder_config(setup: ModelSetup, identity: dict[str, Any], rate: int) -> dict[str, Any]:
+    """``embedding-config.json``: the folder's identity, the model's name and weights, its sample rate, the device."""
+    return {**identity, "model": setup.name, "weights": str(setup.weights) if setup.weights else None,
+            "sample_rate": rate, "device": setup.device}
+
+
+def prepare_folder(out_dir: Path, folder: TaskFolder, config: dict[str, Any]) -> None:
     """Create or resume ``out_dir`` (its identity already checked): a resumed folder must have been begun on this
     device; temporary files of a killed writer are removed (a live writer's never are)."""
     config_path = out_dir / CONFIG_FILENAME
@@ -394,13 +407,12 @@ def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identit
     """Embed every clip not embedded from its present audio, then write the per-split files and the marker."""
     module, model = setup.load()
     rate = int(model.sample_rate)
-    config = {**identity, "model": setup.name, "weights": str(setup.weights) if setup.weights else None,
-              "sample_rate": rate, "device": setup.device}
+    config = folder_config(setup, identity, rate)
     started = time.perf_counter()
     note(f"embedding {folder.name} with {setup.model_id} at {rate} Hz into {out_dir}")
     audio_dir = folder.audio_dir(rate, progress=progress, note=note)
     lengths = folder.check_audio(rate)
-    _prepare_dir(out_dir, folder, config)
+    prepare_folder(out_dir, folder, config)
     outcome = _clips_to_embed(out_dir, folder, audio_dir)
     todo = outcome.changed | outcome.new
     event = folder.embedding_type == "event"
@@ -414,26 +426,34 @@ def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identit
                 continue
             clips, records = [], {}
             for name in names:
-                path = audio_dir / split / name
-                stat = path.stat()
-                data = path.read_bytes()
-                clips.append(decode_audio(data, path)[0])
+                audio, record = read_clip(audio_dir / split / name)
+                clips.append(audio)
                 if f"{split}/{name}" in todo:
-                    records[f"{split}/{name}"] = ClipRecord.of(stat, data)
+                    records[f"{split}/{name}"] = record
             embeddings, timestamps = _embed_batch(module, model, torch.from_numpy(np.stack(clips)).to(setup.device),
                                                   event)
             for index, name in enumerate(names):
                 if f"{split}/{name}" in records:
-                    _write_clip(out_dir / split, name, embeddings[index],
-                                None if timestamps is None else timestamps[index], folder.labels[split][name])
+                    write_clip(out_dir / split, name, embeddings[index],
+                               None if timestamps is None else timestamps[index], folder.labels[split][name])
             append_records(out_dir, records)
             bar.advance(task_bar, len(names))
-    _finalise(out_dir, folder, event)
+    for split, names in kit_order(folder.splits, {split: list(folder.labels[split]) for split in folder.splits}
+                                  ).items():
+        write_split_arrays(out_dir, split, names, event)
+    close_folder(out_dir, folder, lengths, rate, setup, time.perf_counter() - started)
+
+
+def close_folder(out_dir: Path, folder: TaskFolder, lengths: dict[str, dict[str, int]], rate: int,
+                 setup: ModelSetup, seconds: float) -> None:
+    """The folder's last files once every split's arrays are written: the clips' durations, the audio manifest
+    (one line a clip of the task, sorted), the profile (``seconds`` of embedding), and the marker that makes the
+    folder complete."""
     write_json_atomic(out_dir / DURATIONS_FILENAME, {f"{split}/{name}": n / rate for split in folder.splits
                                                      for name, n in sorted(lengths[split].items())})
     clips = set(_clip_names(folder))
     write_manifest(out_dir, {clip: record for clip, record in read_manifest(out_dir).items() if clip in clips})
-    write_json_atomic(out_dir / PROFILE_FILENAME, _profile(setup, time.perf_counter() - started))
+    write_json_atomic(out_dir / PROFILE_FILENAME, _profile(setup, seconds))
     write_bytes_atomic(out_dir / DONE_MARKER, b"")
 
 
@@ -465,33 +485,32 @@ def kit_order(splits: list[str], files: dict[str, list[str]]) -> dict[str, list[
     return ordered
 
 
-def _finalise(out_dir: Path, folder: TaskFolder, event: bool) -> None:
-    """The per-split arrays of the kit: raw float32 memmap, dimensions, labels pickle, filename-timestamps."""
-    order = kit_order(folder.splits, {split: list(folder.labels[split]) for split in folder.splits})
-    for split, names in order.items():
-        split_dir = out_dir / split
-        shapes = [np.load(split_dir / f"{name}.embedding.npy", mmap_mode="r").shape for name in names]
-        if len({shape[-1] for shape in shapes}) != 1:
-            raise EmbeddingCacheError(f"{split_dir}: clips have different embedding sizes {sorted(set(shapes))}")
-        rows = sum(shape[0] for shape in shapes) if event else len(shapes)
-        dims = [rows, shapes[0][-1]]
-        labels: list[Any] = []
-        filename_timestamps: list[list[Any]] = []
-        with atomic_write(out_dir / f"{split}.embeddings.npy") as handle:  # filled clip by clip: bounded memory
-            for name in names:
-                handle.write(np.load(split_dir / f"{name}.embedding.npy", allow_pickle=False).tobytes())
-                clip_labels = json.loads((split_dir / f"{name}.target-labels.json").read_text(encoding="utf-8"))
-                if event:
-                    labels += clip_labels
-                    times = json.loads((split_dir / f"{name}.timestamps.json").read_text(encoding="utf-8"))
-                    filename_timestamps += [[f"{split}/{name}", t] for t in times]
-                else:
-                    labels.append(clip_labels)
-        write_json_atomic(out_dir / f"{split}.embedding-dimensions.json", dims)
-        with atomic_write(out_dir / f"{split}.target-labels.pkl") as handle:
-            pickle.dump(labels, handle)
-        if event:
-            write_json_atomic(out_dir / f"{split}.filename-timestamps.json", filename_timestamps)
+def write_split_arrays(out_dir: Path, split: str, names: list[str], event: bool) -> None:
+    """A split's arrays of the kit from its per-clip files, rows in the order of ``names`` (:func:`kit_order`): raw
+    float32 memmap, dimensions, labels pickle, filename-timestamps."""
+    split_dir = out_dir / split
+    shapes = [np.load(split_dir / f"{name}.embedding.npy", mmap_mode="r").shape for name in names]
+    if len({shape[-1] for shape in shapes}) != 1:
+        raise EmbeddingCacheError(f"{split_dir}: clips have different embedding sizes {sorted(set(shapes))}")
+    rows = sum(shape[0] for shape in shapes) if event else len(shapes)
+    dims = [rows, shapes[0][-1]]
+    labels: list[Any] = []
+    filename_timestamps: list[list[Any]] = []
+    with atomic_write(out_dir / f"{split}.embeddings.npy") as handle:  # filled clip by clip: bounded memory
+        for name in names:
+            handle.write(np.load(split_dir / f"{name}.embedding.npy", allow_pickle=False).tobytes())
+            clip_labels = json.loads((split_dir / f"{name}.target-labels.json").read_text(encoding="utf-8"))
+            if event:
+                labels += clip_labels
+                times = json.loads((split_dir / f"{name}.timestamps.json").read_text(encoding="utf-8"))
+                filename_timestamps += [[f"{split}/{name}", t] for t in times]
+            else:
+                labels.append(clip_labels)
+    write_json_atomic(out_dir / f"{split}.embedding-dimensions.json", dims)
+    with atomic_write(out_dir / f"{split}.target-labels.pkl") as handle:
+        pickle.dump(labels, handle)
+    if event:
+        write_json_atomic(out_dir / f"{split}.filename-timestamps.json", filename_timestamps)
 
 
 # --- reading -----------------------------------------------------------------------------------------------------

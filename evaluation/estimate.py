@@ -7,8 +7,13 @@ on, grid points, folds and seeds. The time comes from a short calibration on the
   about one second of audio first (after one call to warm up), then batches twice as large until a call takes
   half a second or the batch is the run's own (clips of equal length, up to 80 s of audio). Seconds of audio per
   second times the task's audio gives the model's share; the same call gives the embedding size and, for event
-  tasks, the frames per second (so the rows the probes will see). A few of the task's clips are read (timed):
-  every clip is read twice (checked, then embedded).
+  tasks, the frames per second (so the rows the probes will see). The stage's file work is timed by the stage's
+  own functions in a scratch folder on the embeddings folder's file system, removed after
+  (:func:`calibrate_files`): per clip, its audio checked, then read and hashed for the manifest; its files
+  written (each atomically: fsync of the file and of its folder), with noise embeddings of the calibrated size
+  and the clip's real labels; its share of the split's arrays collected from them. Per batch, its manifest
+  records appended (fsynced). Once, the folder prepared (identity, config, the task's files) and closed
+  (durations, manifest, profile, marker).
 - **probes**: every bank the run trains (heads of one architecture and schedule; for the retraining, the
   point's head on every other fold, per architecture in the grid) is trained for three epochs, each validated, by
   the real training loop on random rows of the task's width (at most two batches of training rows and 4096
@@ -23,8 +28,8 @@ and no more than ``max_epochs``. The expected epochs take :data:`TYPICAL_STOP_SH
 two (measured: the HEAR grid's heads on ESC-50-sized problems, ``results/probe_epochs_amd_epyc.md``, trained
 ~60 % of it); the bound (every head to ``max_epochs``) is shown beside it. The retraining of the chosen point on
 the other folds is estimated as the mean over the grid points (which one is chosen is not known yet).
-Not estimated: resampling a missing sample-rate folder, writing the embedding files, and the test pass (PSDS
-included), which are small next to the stages above on the tasks measured.
+Not estimated: resampling a missing sample-rate folder (the files' timing then reads the original rate's audio),
+and the test pass (PSDS included), which is small next to the stages above on the tasks measured.
 """
 
 from __future__ import annotations
@@ -43,8 +48,21 @@ import numpy as np
 import soundfile
 import torch
 
+from evaluation.audio_manifest import ClipRecord, append_records
 from evaluation.data import frame_labels
-from evaluation.embeddings import DEFAULT_BATCH_SECONDS, ModelSetup, is_complete, task_embeddings_dir
+from evaluation.embeddings import (
+    DEFAULT_BATCH_SECONDS,
+    ModelSetup,
+    close_folder,
+    folder_config,
+    is_complete,
+    plan_batches,
+    prepare_folder,
+    read_clip,
+    task_embeddings_dir,
+    write_clip,
+    write_split_arrays,
+)
 from evaluation.environment import cpu_model
 from evaluation.events import FrameLayout, postprocessing_settings, select_postprocessing
 from evaluation.probes.base import ProbeContext
@@ -54,14 +72,15 @@ from evaluation.probes.train import Member, Schedule, train_heads
 from evaluation.progress import BankStarted, EpochFinished, ProgressEvent, StepFinished, format_duration
 from evaluation.protocol import ProbeConfig, fold_rotation
 from evaluation.scores import get_score
-from evaluation.taskfolder import TaskFolder
-from tasks.audio import read_audio
+from evaluation.taskfolder import TaskFolder, check_clip
+from hear_atst.atomic import scratch_dir
 
 TYPICAL_STOP_SHARE = 0.5  # share of (max_epochs - earliest stop) a head trains past its earliest stop
 CALIBRATION_CLIP_SECONDS = 10.0  # longest noise clip the embedding calibration runs
 CALIBRATION_SECONDS = 1.0  # time the calls until this much has passed (or three calls)
 SLOW_RUN_SECONDS = 3600.0  # a CPU estimate above this names the faster options
 VALIDATION_ROWS = 4096  # rows of the timed validation forward pass (scaled to the split's rows)
+CALIBRATION_CLIPS = 20  # most clips whose files are timed
 
 
 # ------------------------------------------------------------------------------------------------ arithmetic
@@ -111,6 +130,22 @@ class ProbeEstimate:
 
 
 @dataclass(frozen=True)
+class FileCosts:
+    """Seconds of the embedding stage's file work, timed by the stage's own functions (:func:`calibrate_files`)."""
+
+    read: float = 0.0  # a clip's audio checked, then read, decoded and hashed to be embedded
+    write: float = 0.0  # a clip's files, each written atomically (fsync of the file and of its folder)
+    collect: float = 0.0  # a clip's share of its split's arrays (read back and written into them)
+    record: float = 0.0  # a batch's audio records appended to the manifest (fsynced)
+    split: float = 0.0  # a split's own files of its arrays (memmap, dimensions, labels, timestamps)
+    folder: float = 0.0  # once: the folder prepared (identity, config, the task's files) and closed
+
+    def seconds(self, clips: int, batches: int, splits: int) -> float:
+        return (self.folder + splits * self.split + batches * self.record
+                + clips * (self.read + self.write + self.collect))
+
+
+@dataclass(frozen=True)
 class EmbedEstimate:
     clips: int
     audio_seconds: float
@@ -118,13 +153,18 @@ class EmbedEstimate:
     cached: bool
     load_seconds: float = 0.0
     audio_per_second: float | None = None  # the model's calibrated throughput (seconds of audio per second)
-    read_seconds: float = 0.0  # reading one clip (timed on a few of the task's)
+    batches: int = 0  # the model's calls (clips of equal length, up to 80 s of audio each)
+    splits: int = 0
+    files: FileCosts = FileCosts()
     resampled: bool = False  # the task has no folder at the model's rate: it is resampled first (not estimated)
+
+    def file_seconds(self) -> float:
+        return self.files.seconds(self.clips, self.batches, self.splits)
 
     def seconds(self) -> float:
         if self.cached or not self.audio_per_second:
             return 0.0
-        return self.load_seconds + self.audio_seconds / self.audio_per_second + 2 * self.clips * self.read_seconds
+        return self.load_seconds + self.audio_seconds / self.audio_per_second + self.file_seconds()
 
 
 @dataclass(frozen=True)
@@ -150,11 +190,13 @@ class RunEstimate:
         if embed.cached:
             out.append(f"  embed: {embed.clips} clips, {audio} of audio: cached")
         else:
+            files = embed.files
             out.append(f"  embed: {embed.clips} clips, {audio} of audio at {embed.rate} Hz: ~"
                        f"{format_duration(embed.seconds())} (the model: {embed.audio_per_second:.1f} s of audio per "
-                       f"second; loading it {embed.load_seconds:.1f} s; reading a clip {1000 * embed.read_seconds:.1f}"
-                       " ms)" + ("; the audio is resampled to that rate first (not estimated)" if embed.resampled
-                                 else ""))
+                       f"second, loading it {embed.load_seconds:.1f} s; the files: {embed.file_seconds():.1f} s, a "
+                       f"clip read {1000 * files.read:.1f} ms, written {1000 * files.write:.1f} ms, collected "
+                       f"{1000 * files.collect:.1f} ms)"
+                       + ("; the audio is resampled to that rate first (not estimated)" if embed.resampled else ""))
         rows = ", ".join(f"{split} {n}" for split, n in probe.rows.items())
         others = f", then the chosen one on {probe.folds - 1} other fold(s)" if probe.folds > 1 else ""
         out.append(f"  probe: {probe.protocol} protocol, {probe.grid_points} grid point(s) on the first fold{others}, "
@@ -258,14 +300,68 @@ def calibrate_model(setup: ModelSetup, clip_seconds: float, event: bool) -> Mode
     return ModelCalibration(load_seconds, rate, audio_per_second, int(embedding.shape[-1]), frames)
 
 
-def read_seconds(folder: TaskFolder, rate: int) -> float:
-    """Seconds to read one clip of the task (at ``rate`` if that folder exists, else an original rate): up to 20
-    clips of the first split read, or fewer once a quarter of a second has passed."""
-    rate = rate if (folder.path / str(rate)).is_dir() else (folder.original_rates() or folder.sample_rates())[0]
-    split = folder.splits[0]
-    names = iter(list(folder.labels[split])[:20])
-    return _timed(lambda: read_audio(folder.path / str(rate) / split / next(names)), torch.device("cpu"), warmup=0,
-                  calls=min(20, len(folder.labels[split])), budget=CALIBRATION_SECONDS / 4)
+def frame_count(frames_per_second: float, seconds: float) -> int:
+    """Timestamps an event model gives a clip of ``seconds``."""
+    return max(1, round(frames_per_second * seconds))
+
+
+def _noise_embedding(random: np.random.Generator, seconds: float, dims: int, frames_per_second: float | None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A clip's embedding of the calibrated size (and, for event tasks, its timestamps in ms)."""
+    if frames_per_second is None:
+        return random.standard_normal(dims, dtype=np.float32), None
+    n = frame_count(frames_per_second, seconds)
+    return random.standard_normal((n, dims), dtype=np.float32), (np.arange(n) + 0.5) * 1000.0 / frames_per_second
+
+
+def _seconds(call: Callable[[], Any]) -> float:
+    """Seconds one call of ``call`` takes."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def calibrate_files(setup: ModelSetup, folder: TaskFolder, lengths: dict[str, dict[str, int]], rate: int,
+                    dims: int, frames_per_second: float | None, out_dir: Path) -> FileCosts:
+    """Time the embedding stage's file work with its own functions, in a scratch folder on the file system of
+    ``out_dir`` (removed after; nothing is written elsewhere). ``lengths``: per split, each clip's samples at
+    ``rate``. The folder is prepared; then, clip by clip of the first split (up to 20, fewer once half a second
+    has passed), the clip's audio is checked and read with its hash (at ``rate`` if that folder exists, else an
+    original rate) and its files are written (noise embeddings of the calibrated size, the clip's real labels);
+    their manifest records are appended once; the split's arrays are collected from the first clip alone (the
+    split's own files), then from all (the difference is the clips' share; three times each, the medians); the
+    folder is closed. The clips' reads and writes are means, not medians: the run pays every slow ``fsync`` too."""
+    audio_rate = rate if (folder.path / str(rate)).is_dir() else (folder.original_rates() or folder.sample_rates())[0]
+    split = next(split for split in folder.splits if folder.labels[split])
+    event = frames_per_second is not None
+    random = np.random.default_rng(0)
+    reads: list[float] = []
+    writes: list[float] = []
+    records: dict[str, ClipRecord] = {}
+    written: list[str] = []
+    with scratch_dir(out_dir) as scratch:
+        target = scratch / folder.name
+        opening = _seconds(lambda: prepare_folder(target, folder, folder_config(setup, setup.identity(folder), rate)))
+        for name in sorted(folder.labels[split])[:CALIBRATION_CLIPS]:
+            path = folder.path / str(audio_rate) / split / name
+            start = time.perf_counter()
+            check_clip(path, audio_rate, [])
+            _, records[f"{split}/{name}"] = read_clip(path)
+            reads.append(time.perf_counter() - start)
+            embedding, timestamps = _noise_embedding(random, lengths[split][name] / rate, dims, frames_per_second)
+            writes.append(_seconds(functools.partial(write_clip, target / split, name, embedding, timestamps,
+                                                     folder.labels[split][name])))
+            written.append(name)
+            if sum(reads) + sum(writes) > CALIBRATION_SECONDS / 2:
+                break
+        record = _seconds(lambda: append_records(target, records))
+        cpu = torch.device("cpu")  # the split's files are written alike both times: medians of three each
+        split_files = _timed(lambda: write_split_arrays(target, split, written[:1], event), cpu, warmup=0)
+        collect_all = _timed(lambda: write_split_arrays(target, split, written, event), cpu, warmup=0)
+        closing = _seconds(lambda: close_folder(target, folder, lengths, rate, setup, 0.0))
+    collect = max(0.0, collect_all - split_files) / (len(written) - 1) if len(written) > 1 else 0.0  # noise: >= 0
+    return FileCosts(read=float(np.mean(reads)), write=float(np.mean(writes)), collect=collect, record=record,
+                     split=split_files, folder=opening + closing)
 
 
 def bank_seconds(heads: Sequence[HeadConfig], batch_size: int, dims: int, n_labels: int, n_train: int,
@@ -398,15 +494,15 @@ def calibrate_probe(config: ProbeConfig, folder: TaskFolder, rows: dict[str, int
 # ------------------------------------------------------------------------------------------------ the run
 
 
-def clip_seconds(folder: TaskFolder) -> dict[str, list[float]]:
+def clip_seconds(folder: TaskFolder) -> dict[str, dict[str, float]]:
     """Per split, each clip's duration: the metadata's ``sample_duration`` (hear-preprocess cuts or pads every clip
     to it), else read from the audio files' headers."""
     duration = folder.metadata.get("sample_duration")
     if duration:
-        return {split: [float(duration)] * len(folder.labels[split]) for split in folder.splits}
+        return {split: dict.fromkeys(folder.labels[split], float(duration)) for split in folder.splits}
     rate = (folder.original_rates() or folder.sample_rates())[0]
-    return {split: [soundfile.info(str(folder.path / str(rate) / split / name)).duration
-                    for name in folder.labels[split]] for split in folder.splits}
+    return {split: {name: soundfile.info(str(folder.path / str(rate) / split / name)).duration
+                    for name in folder.labels[split]} for split in folder.splits}
 
 
 def device_name(device: str) -> str:
@@ -424,26 +520,29 @@ def _cached_rows(out_dir: Path, splits: Sequence[str]) -> tuple[dict[str, int], 
 
 def estimate_run(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.PathLike[str], config: ProbeConfig
                  ) -> RunEstimate:
-    """The plan and the calibrated time of ``run_eval(setup, folder, ...)``; reads the task folder (its audio
-    headers at most) and the embedding cache, loads and runs the model on noise, writes nothing."""
+    """The plan and the calibrated time of ``run_eval(setup, folder, ...)``; reads the task folder (a few clips'
+    audio, the headers of the others at most) and the embedding cache, loads and runs the model on noise, and
+    times the embedding files' writing in a scratch folder it removes: leaves nothing behind."""
     durations = clip_seconds(folder)
     clips = sum(len(d) for d in durations.values())
-    audio = sum(sum(d) for d in durations.values())
+    audio = sum(sum(d.values()) for d in durations.values())
     out_dir = task_embeddings_dir(embeddings_dir, setup, folder)
     if is_complete(out_dir):
         rows, dims = _cached_rows(out_dir, folder.splits)
         embed = EmbedEstimate(clips=clips, audio_seconds=audio, rate=None, cached=True)
     else:
         event = folder.embedding_type == "event"
-        calibration = calibrate_model(setup, max(max(d) for d in durations.values()), event)
-        dims = calibration.dims
-        fps = calibration.frames_per_second
-        rows = {split: sum(max(1, round(fps * s)) for s in d) if fps is not None else len(d)
+        calibration = calibrate_model(setup, max(max(d.values()) for d in durations.values()), event)
+        dims, fps, rate = calibration.dims, calibration.frames_per_second, calibration.rate
+        rows = {split: sum(frame_count(fps, s) for s in d.values()) if fps is not None else len(d)
                 for split, d in durations.items()}
-        embed = EmbedEstimate(clips=clips, audio_seconds=audio, rate=calibration.rate, cached=False,
+        lengths = {split: {name: max(1, round(s * rate)) for name, s in d.items()} for split, d in durations.items()}
+        embed = EmbedEstimate(clips=clips, audio_seconds=audio, rate=rate, cached=False,
                               load_seconds=calibration.load_seconds, audio_per_second=calibration.audio_per_second,
-                              read_seconds=read_seconds(folder, calibration.rate),
-                              resampled=calibration.rate not in folder.sample_rates())
+                              batches=len(plan_batches(lengths, folder.splits, rate, DEFAULT_BATCH_SECONDS)),
+                              splits=len(folder.splits),
+                              files=calibrate_files(setup, folder, lengths, rate, dims, fps, out_dir),
+                              resampled=rate not in folder.sample_rates())
     probe = calibrate_probe(config, folder, rows, dims)
     return RunEstimate(task=folder.name, model_id=setup.model_id, device=device_name(config.device),
                        on_cpu=not config.device.startswith("cuda"), embed=embed, probe=probe,

@@ -74,6 +74,8 @@ class ProbeConfig:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        if self.max_epochs is not None and not self.probe.trains:
+            raise ValueError(f"the {self.protocol} protocol does not train: an epoch cap does not apply to it")
         self.probe.check_config(self)
         if not self.linear_lr > 0 or self.linear_weight_decay < 0:
             raise ValueError(f"linear_lr must be > 0 and linear_weight_decay >= 0, got {self.linear_lr!r}, "

@@ -7,7 +7,7 @@ kit's tuple-returning sed_eval scores do.
 
 Event scores have two backends: ``"sed_eval"`` (the reference: sed_eval run file by file, exactly as the
 kit calls it) and ``"fast"`` (vectorised counts for the onset-only F-measures and the 1 s segment error
-rate; ``tests/test_events.py`` proves it equals sed_eval on real predictions). The onset+offset F-measure
+rate; ``tests/test_scores.py`` proves it equals sed_eval on real predictions). The onset+offset F-measure
 always uses sed_eval. PSDS (psds_eval) is an extra event score that the kit does not have.
 """
 

@@ -118,7 +118,7 @@ class TaskFolder:
                 continue
             lengths[split] = {}
             for filename in split_labels:
-                n_samples = _check_clip(directory / filename, rate, problems)
+                n_samples = check_clip(directory / filename, rate, problems)
                 if n_samples is not None:
                     lengths[split][filename] = n_samples
             for extra in sorted(set(p.name for p in directory.glob("*.wav")) - set(split_labels)):
@@ -338,7 +338,7 @@ def _check_event(event: Any, vocabulary: set[str], where: str, problems: list[st
         problems.append(f"{where}: event needs 0 <= start <= end, got {event!r}")
 
 
-def _check_clip(path: Path, rate: int, problems: list[str]) -> int | None:
+def check_clip(path: Path, rate: int, problems: list[str]) -> int | None:
     """Decode one clip; its sample count, or None after recording its problem."""
     try:
         audio, sr = read_audio(path)

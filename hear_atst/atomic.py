@@ -10,7 +10,8 @@ Files written as one unit (a run's results) go to a staged folder that replaces 
 Temporary files and folders belong to their writer: ``.<name>.<pid>.<random>.tmp``. :func:`remove_stale_temp_files`
 removes only those whose writing process is gone, never another live process's. An OS error (a full disk, a
 read-only folder) is re-raised naming the file being written; :func:`check_writable` finds an unwritable output
-folder before any work.
+folder before any work; :func:`scratch_dir` lends a throwaway folder on an output folder's file system (to time
+writes there).
 """
 
 from __future__ import annotations
@@ -110,12 +111,34 @@ def remove_stale_temp_files(directory: str | os.PathLike[str], recursive: bool =
     return removed
 
 
+def _nearest_existing(directory: Path) -> Path:
+    return next(path for path in (directory, *directory.parents) if path.exists())
+
+
+@contextlib.contextmanager
+def scratch_dir(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh temporary folder on the file system of ``directory``: in it, or in its nearest existing ancestor
+    when it does not exist yet (nothing else is created); removed with its contents when the block ends. Named as
+    this module's temporary files are, so :func:`remove_stale_temp_files` removes one left by a killed process.
+    OSError naming ``directory`` when it cannot be made there."""
+    directory = Path(directory)
+    try:
+        scratch = Path(tempfile.mkdtemp(dir=_nearest_existing(directory), prefix=f".scratch.{os.getpid()}.",
+                                        suffix=".tmp"))
+    except OSError as error:
+        raise OSError(f"{directory}: cannot write there ({error.strerror})") from None
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch)
+
+
 def check_writable(directory: str | os.PathLike[str]) -> None:
     """Check that ``directory`` can be created and written, leaving nothing behind: a file is created and removed
     in it or, when it does not exist yet, in its nearest existing ancestor (which must be a folder). OSError naming
     ``directory`` when that fails (read-only, no permission, a file in the way)."""
     directory = Path(directory)
-    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    existing = _nearest_existing(directory)
     try:
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))

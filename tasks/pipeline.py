@@ -304,6 +304,15 @@ def is_complete(folder: Path, metadata_bytes: bytes, sample_rates: Sequence[int]
     return True
 
 
+def prepared_folder(spec: TaskSpec, tasks_dir: str | Path, mode: str | None = None,
+                    sample_rates: Sequence[int] = (16000,)) -> Path | None:
+    """The task's folder under ``tasks_dir`` when it is complete at every rate (what :func:`prepare_task` would leave
+    untouched), else None."""
+    config = run_config(spec.config, mode)
+    folder = Path(tasks_dir) / folder_name(config)
+    return folder if is_complete(folder, hear_json(config), sample_rates) else None
+
+
 def prepare_task(
     spec: TaskSpec,
     tasks_dir: str | Path,

@@ -10,7 +10,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from evaluation.embeddings import task_embeddings_dir
-from evaluation.leaderboard.regress import embeddings_fingerprint, result_fingerprint
+from evaluation.leaderboard.fingerprints import embeddings_fingerprint, result_fingerprint
 from evaluation.runner import load_task_folder, resolve_model
 from hear_atst.cli import app
 

@@ -64,3 +64,20 @@ def test_os_errors_name_the_file_and_unwritable_folders_are_found_first(tmp_path
     assert str(caught.value) == f"{tmp_path / 'file' / 'results'}: cannot write there (Not a directory)"
     check_writable(tmp_path / "new" / "folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing created, nothing left behind
+
+
+def test_a_scratch_folder_lies_on_the_targets_file_system_and_goes_when_done(tmp_path: Path) -> None:
+    from hear_atst.atomic import TEMP_PATTERN, scratch_dir
+
+    with scratch_dir(tmp_path / "embeddings" / "model" / "task") as scratch:  # not made yet: its nearest folder
+        assert scratch.parent == tmp_path and TEMP_PATTERN.match(scratch.name)
+        (scratch / "split").mkdir()
+        (scratch / "split" / "clip.npy").write_bytes(b"x")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), scratch_dir(tmp_path) as scratch:
+        raise RuntimeError("the timed work failed")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError) as caught, scratch_dir(tmp_path / "file" / "embeddings"):
+        pass
+    assert str(caught.value) == f"{tmp_path / 'file' / 'embeddings'}: cannot write there (Not a directory)"

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 COMMANDS = ("models", "convert", "validate", "tasks", "prepare", "embed", "eval", "leaderboard", "regress", "run")
-HEAVY = ("numpy", "pandas", "torch", "soundfile", "soxr", "scipy", "matplotlib", "sklearn", "sed_eval")
+HEAVY = ("numpy", "pandas", "torch", "soundfile", "soxr", "scipy", "matplotlib", "sklearn", "sed_eval", "dcase_util",
+         "psds_eval", "safetensors", "torchcrepe", "ray", "tensorflow")  # every numerical or ML dependency
 
 PROBE = f"""
 import json, sys

@@ -53,6 +53,11 @@ FIRST_ROWS = {
     "fold03": ("1889", "1082", "394"), "fold04": ("601", "850", "1875"),
 }
 DIGIT_FILE = "tfds_id_spoken-digit-train-tfrecord-00000-of-00001-{}.wav"
+DCASE_FIRST_ROWS = {  # the same for the DCASE 2016 small event task (its rows: every frame of a clip in turn)
+    "train": ("test_2_ebr_6_nec_5_poly_1", "test_1_ebr_-6_nec_3_poly_0", "test_3_ebr_6_nec_2_poly_0"),
+    "valid": ("test_3_ebr_0_nec_2_poly_0", "dev_1_ebr_6_nec_5_poly_1", "dev_1_ebr_6_nec_4_poly_1"),
+    "test": ("test_1_ebr_6_nec_4_poly_1", "test_2_ebr_0_nec_2_poly_0", "test_3_ebr_-6_nec_3_poly_0"),
+}
 
 
 def listing(root: Path) -> set[str]:
@@ -164,6 +169,10 @@ def test_event_layout_timestamps_and_frame_labels(dcase_embeddings: Path, dcase2
         raw = np.fromfile(dcase_embeddings / f"{split}.embeddings.npy", dtype=np.float32)
         np.testing.assert_array_equal(raw.reshape(matrix.shape), matrix)
         assert json.loads((dcase_embeddings / f"{split}.filename-timestamps.json").read_text()) == pairs
+        pinned = [f"{stem}.wav" for stem in DCASE_FIRST_ROWS[split]]
+        assert order[split][:3] == pinned
+        np.testing.assert_array_equal(raw.reshape(matrix.shape)[: 3 * n_tokens], np.concatenate(
+            [np.load(dcase_embeddings / split / f"{name}.embedding.npy") for name in pinned]))
     durations = json.loads((dcase_embeddings / "clip-durations.json").read_text())  # the audio's, for PSDS
     wavs = {f"{p.parent.name}/{p.name}": p for p in (dcase2016_small_task / "16000").glob("*/*.wav")}
     assert durations == {clip: sf.info(wav).frames / 16000 for clip, wav in sorted(wavs.items())}

@@ -120,7 +120,7 @@ def test_knn_beats_a_constant_prediction_on_the_regression_tasks(fixture, reques
     """The regression suite's four small real tasks, log-mel embeddings: above what a constant prediction scores.
     Measured (score / chance): ESC-10 0.613 / 0.100, keywords 0.104 / 0.083 (the MLP grid's baseline: 0.119),
     speakers 0.788 / 0.152, DCASE 2016 onset F 0.313 / 0 (the MLP grid's: 0.156)."""
-    from evaluation.leaderboard.regress import chance_score
+    from evaluation.leaderboard.gate import chance_score
     from evaluation.runner import resolve_model, run_eval
     from evaluation.taskfolder import TaskFolder
 

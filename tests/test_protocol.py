@@ -3,12 +3,16 @@ to end on rebuilt DCASE 2016 scenes."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from event_oracle import kit_events, sed_eval_kit_scores
 from probe_helpers import dcase_scenes, dcase_task, esc10_task
 
 from evaluation.data import SplitEmbeddings, TaskEmbeddings
@@ -50,21 +54,73 @@ def esc_task(data_dir):
     return esc10_task(data_dir)
 
 
+@contextlib.contextmanager
+def recorded_fits() -> Iterator[list[tuple[Any, Any, list]]]:
+    """Record every fit of the runs inside, fold by fold in order: (probe, fold, the fold's fitted heads)."""
+    from evaluation.probes.heads import TrainedHeadsProbe
+
+    fits = []
+    fit = TrainedHeadsProbe.fit
+
+    def spy(self, folds, points, seed):
+        trained = fit(self, folds, points, seed)
+        fits.extend((self, fold, trained[i * len(points):(i + 1) * len(points)]) for i, fold in enumerate(folds))
+        return trained
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TrainedHeadsProbe, "fit", spy)
+        yield fits
+
+
+def grid_searches(fits: list[tuple[Any, Any, list]]) -> list[tuple[Any, Any, list]]:
+    """The fits on fold 0 (the grid search), one a seed."""
+    return [fit for fit in fits if fit[1].name == "fold00"]
+
+
+def validation_top1_by_hand(task, fit) -> list[float]:
+    """Independent oracle of validation scores: each fitted head's best checkpoint predicts its fold's validation
+    split (the next fold, the kit's rotation: fold00 -> fold01 ... fold04 -> fold00), counted right when its most
+    probable label is the clip's label."""
+    probe, fold, fitted = fit
+    valid = task.splits[f"fold0{(int(fold.name[-1]) + 1) % 5}"]
+    np.testing.assert_array_equal(probe.context.x[fold.valid_rows].numpy(), valid.embeddings)  # that split's rows
+    scores = []
+    for head in fitted:
+        probabilities, _ = probe.predict(head, fold, fold.valid_rows)
+        right = sum(task.label_vocabulary[int(np.argmax(row))] == labels[0]
+                    for row, labels in zip(probabilities, valid.labels, strict=True))
+        scores.append(right / len(valid.labels))
+    return scores
+
+
 @pytest.fixture(scope="module")
-def esc_result(esc_task):
-    return evaluate(esc_task, ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
+def esc_run(esc_task):
+    with recorded_fits() as fits:
+        result = evaluate(esc_task, ProbeConfig(grid_points=3, max_epochs=9, seeds=[3, 4]))
+    return result, grid_searches(fits)
 
 
-def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_result):
-    for run in esc_result.runs:
+@pytest.fixture(scope="module")
+def esc_result(esc_run):
+    return esc_run[0]
+
+
+def test_grid_is_searched_on_fold_zero_and_the_best_is_retrained(esc_run, esc_task):
+    """Every recorded validation score is recomputed by hand from the chosen checkpoints' predictions; the best of
+    those (the first of ties, like the kit's stable sort) is the selected point and fold 0's validation score."""
+    result, searches = esc_run
+    assert len(searches) == len(result.runs) == 2
+    for run, search in zip(result.runs, searches, strict=True):
         grid = run["grid"]
         assert len(grid) == 3
-        scores = [g["validation_score"] for g in grid]
-        best = grid[scores.index(max(scores))]  # first of the ties, like the kit's stable sort
-        assert run["selected_hyperparameters"] == best["hyperparameters"]
-        assert run["folds"]["fold00"]["validation_score"] == best["validation_score"]
+        by_hand = validation_top1_by_hand(esc_task, search)
+        assert [g["validation_score"] for g in grid] == by_hand
+        best = by_hand.index(max(by_hand))
+        assert run["selected_hyperparameters"] == grid[best]["hyperparameters"]
+        assert run["folds"]["fold00"]["validation_score"] == by_hand[best]
         assert list(run["folds"]) == ["fold00", "fold01", "fold02", "fold03", "fold04"]
         assert all(fold["epoch"] in (2, 5, 8) for fold in run["folds"].values())  # checks every 3 epochs
+    assert len({score for run in result.runs for score in (g["validation_score"] for g in run["grid"])}) > 1
 
 
 def test_the_other_folds_retrain_the_head_chosen_on_fold_zero(data_dir, monkeypatch):
@@ -137,11 +193,14 @@ def test_results_json_and_predicted_scores_keys(esc_result):
 def test_every_kit_grid_trains_and_selects_one_of_its_points(data_dir, grid, cap):
     """fast/faster vary the schedule between points: each schedule trains in its own bank, the best is chosen over
     all of them and retrained on the other folds with its own schedule."""
-    result = evaluate(esc10_task(data_dir), ProbeConfig(grid=grid, grid_points=8, max_epochs=cap, seeds=[0]))
+    task = esc10_task(data_dir)
+    with recorded_fits() as fits:
+        result = evaluate(task, ProbeConfig(grid=grid, grid_points=8, max_epochs=cap, seeds=[0]))
     run = result.runs[0]
     points = [point["hyperparameters"] for point in run["grid"]]
     assert points == sample_grid({"task_name": "esc10"}, 8, grid) and result.protocol["grid"] == grid
-    scores = [point["validation_score"] for point in run["grid"]]
+    scores = validation_top1_by_hand(task, grid_searches(fits)[0])
+    assert [point["validation_score"] for point in run["grid"]] == scores
     best = scores.index(max(scores))  # the first of the ties, like the kit's stable sort
     assert run["selected_hyperparameters"] == points[best]
     assert run["folds"]["fold00"]["validation_score"] == scores[best]
@@ -194,8 +253,30 @@ def dcase(tools_dir, tmp_path_factory):
     return dcase_task(dcase_scenes(tools_dir, tmp_path_factory.mktemp("dcase")))
 
 
+def assert_test_events_and_scores_by_oracles(task, result) -> int:
+    """The first seed's test events equal those re-derived from its test predictions by the kit's post-processing
+    restated plainly, and its onset F-measure (with precision and recall) and 1 s segment error rate equal sed_eval's,
+    called directly on those events against the task's annotations. Returns the number of predicted events."""
+    fold = result.runs[0]["folds"]["test"]
+    rows = result.predictions
+    labels = [str(label) for label in task.label_vocabulary]
+    assert rows.labels == labels and set(rows.fold) == {"test"} and set(rows.seed) == {result.runs[0]["seed"]}
+    assert list(rows.filename) == task.splits["test"].filenames
+    predicted = kit_events(rows.filename, rows.timestamp, rows.probabilities, labels, **fold["postprocessing"])
+    assert {name: entry["predicted"] for name, entry in result.events.files.items()} == predicted
+    expected = sed_eval_kit_scores(predicted, task.events["test"], labels)
+    assert fold["scores"]["event_onset_200ms_fms"] == expected["event_onset_200ms_fms"]
+    assert fold["scores"]["segment_1s_er"] == expected["segment_1s_er"]
+    kit = result.to_predicted_scores()["test"]
+    for key, value in expected.items():
+        assert kit[f"test_{key}"] == value, key
+    assert kit["test_score"] == expected["event_onset_200ms_fms"]
+    return sum(map(len, predicted.values()))
+
+
 def test_event_task_end_to_end(dcase):
-    """The default event evaluation, PSDS included (1 hidden layer, 10 epochs)."""
+    """The default event evaluation, PSDS included (1 hidden layer, 10 epochs); its test events and scores against
+    independent oracles (``assert_test_events_and_scores_by_oracles``)."""
     result = evaluate(dcase, ProbeConfig(grid_points=1, max_epochs=10, seeds=[0]))
     fold = result.runs[0]["folds"]["test"]
     assert fold["epoch"] == 9  # dcase2016_task2 validates every 10 epochs
@@ -203,14 +284,21 @@ def test_event_task_end_to_end(dcase):
                                       {"median_filter_ms": 250, "min_duration": 250})
     assert set(fold["scores"]) == {"event_onset_200ms_fms", "segment_1s_er", "psds1"}
     assert 0.0 <= fold["scores"]["psds1"] <= 1.0
-    assert 0.0 < fold["scores"]["event_onset_200ms_fms"] <= 1.0
-    assert fold["scores"]["segment_1s_er"] > 0.0
+    assert assert_test_events_and_scores_by_oracles(dcase, result) >= 1  # 10 epochs of lr 1e-4: few detections
+    assert fold["scores"]["event_onset_200ms_fms"] > 0.0 and fold["scores"]["segment_1s_er"] > 0.0
     kit = result.to_predicted_scores()
     assert {"test_event_onset_200ms_fms", "test_event_onset_200ms_fms_f_measure",
             "test_event_onset_200ms_fms_precision", "test_event_onset_200ms_fms_recall", "test_segment_1s_er",
             "test_segment_1s_er_error_rate", "test_psds1", "test_score", "test_loss"} <= set(kit["test"])
     assert "aggregated_scores" not in kit and kit["postprocessing"] == [list(p) for p in fold["postprocessing"].items()]
     assert result.higher_is_better is True and result.scores["segment_1s_er"]["n"] == 1
+
+
+def test_event_scores_of_a_run_with_many_detections_by_oracles(dcase):
+    """The same oracles on a run that detects many events (kNN, no training: seconds): the scores are not near 0."""
+    result = evaluate(dcase, ProbeConfig(protocol="knn", seeds=[0], psds=False))
+    assert assert_test_events_and_scores_by_oracles(dcase, result) > 20
+    assert 0.1 < result.runs[0]["folds"]["test"]["scores"]["event_onset_200ms_fms"] < 1.0
 
 
 @pytest.mark.slow
@@ -237,18 +325,46 @@ def test_event_scores_inside_the_protocol_equal_sed_evals(dcase):
     assert 0.0 < fast.score["mean"] < 1.0
 
 
+def early_stopping_by_hand(history: list[tuple[int, float]], patience: int, max_epochs: int) -> tuple[int, float, int]:
+    """The kit's PyTorch Lightning rule restated on a head's validation history (one check an epoch): the checkpoint
+    is the first check of the highest value (only a strictly higher one replaces it), and training ends after
+    ``patience`` checks in a row without one, else at ``max_epochs``. Returns (best epoch, best value, epochs run)."""
+    best_epoch, best_value, waited = -1, -math.inf, 0
+    for epoch, value in history:
+        if value > best_value:
+            best_epoch, best_value, waited = epoch, value, 0
+            continue
+        waited += 1
+        if waited >= patience:
+            return best_epoch, best_value, epoch + 1
+    return best_epoch, best_value, max_epochs
+
+
 def test_an_uncapped_hear_protocol_run(esc_task):
     """No epoch cap: the kit's faster grid runs its own schedule (10 epochs, a check every epoch, its patience) to
-    the end or to early stopping, on every fold, and learns (10 classes: chance is 0.1)."""
-    result = evaluate(esc_task, ProbeConfig(grid="faster", grid_points=2, seeds=[0]))
+    the end or to early stopping, on every fold, and learns (10 classes: chance is 0.1). Oracles: the stopping rule
+    restated on each fold's validation history, and the chosen checkpoint's validation score counted by hand."""
+    with recorded_fits() as fits:
+        result = evaluate(esc_task, ProbeConfig(grid="faster", grid_points=2, seeds=[0]))
     run = result.runs[0]
     assert result.protocol["run"] == "hear-grid=faster-points=2"  # no max-epochs in the name: uncapped
     chosen = run["selected_hyperparameters"]
     assert chosen["max_epochs"] == 10 and chosen["check_val_every_n_epoch"] == 1
-    for fold in run["folds"].values():
-        assert fold["epoch"] < fold["epochs_run"] <= 10
-        stopped_early = fold["epochs_run"] < 10
-        assert not stopped_early or fold["epochs_run"] - 1 - fold["epoch"] == chosen["patience"]
+    best = [point["hyperparameters"] for point in run["grid"]].index(chosen)
+    assert [fold.name for _, fold, _ in fits] == list(run["folds"]) == [f"fold0{k}" for k in range(5)]
+    grid = fits[0][2]  # every grid point, trained on fold 0
+    checked = [(point["hyperparameters"], point, head) for point, head in zip(run["grid"], grid, strict=True)]
+    checked += [(chosen, recorded, fitted[best if fold.name == "fold00" else 0])
+                for (_, fold, fitted), recorded in zip(fits, run["folds"].values(), strict=True)]
+    for hyperparameters, recorded, head in checked:
+        history = head.history
+        assert [epoch for epoch, _ in history] == list(range(recorded["epochs_run"]))  # a check every epoch
+        assert (recorded["epoch"], recorded["validation_score"], recorded["epochs_run"]) == early_stopping_by_hand(
+            history, hyperparameters["patience"], hyperparameters["max_epochs"])
+    for (probe, fold, fitted), recorded in zip(fits, run["folds"].values(), strict=True):
+        head = fitted[best if fold.name == "fold00" else 0]
+        assert validation_top1_by_hand(esc_task, (probe, fold, [head])) == [recorded["validation_score"]]
+    assert any(recorded["epochs_run"] < 10 for _, recorded, _ in checked)  # the stopping rule was exercised
     assert result.score["n"] == 5 and result.score["mean"] > 0.3
 
 

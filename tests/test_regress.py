@@ -12,43 +12,43 @@ from types import SimpleNamespace
 import pytest
 from leaderboard_helpers import make_results
 
-from evaluation.leaderboard.regress import (
-    PairResult,
-    RegressionFileError,
-    SuiteRun,
-    chance_score,
-    embeddings_fingerprint,
-    gate,
-    load_regression,
-    render_gate,
-    resolve_shared,
-    result_fingerprint,
-    updated_document,
-)
+from evaluation.leaderboard.baseline import RegressionFileError, load_regression, updated_document
+from evaluation.leaderboard.fingerprints import embeddings_fingerprint, result_fingerprint
+from evaluation.leaderboard.gate import PairResult, SuiteRun, chance_score, gate
+from evaluation.leaderboard.gate_table import render_gate
+from evaluation.suite.shared_tasks import resolve_shared
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION = REPO / "results" / "regression.json"
 
+TINY_SUITE = """
+name = "tiny"
+pairs = [["mel", "keywords"], ["mel", "scenes"]]
+determinism_pair = ["mel", "keywords"]
+[probe]
+protocol = "hear"
+grid_points = 1
+[seeds]
+default = 1
+"mel/scenes" = 3
+[models.mel]
+model = "mel"
+[tasks.keywords]
+folder = "speech_commands-v0.0.2-small"
+prepare = { task = "speech_commands", mode = "small", source = "data/speech_commands_small" }
+[tasks.scenes]
+folder = "dcase2016_task2-hear2021-small"
+prepare = { task = "dcase2016_task2", mode = "small", layout = ["make_dcase2016_layout.py"] }
+"""
 
-def tiny_document(tolerance: float = 0.02) -> dict:
-    return {
-        "schema": "hear-atst-regression/1",
-        "suite": {
-            "shared": "../shared",
-            "sample_rate": 16000,
-            "tasks": {
-                "keywords": {"task": "speech_commands", "mode": "small", "source": "data/speech_commands_small"},
-                "scenes": {"task": "dcase2016_task2", "mode": "small", "layout": ["make_dcase2016_layout.py"]},
-            },
-            "models": {"mel": {"model": "mel"}},
-            "pairs": [["mel", "keywords"], ["mel", "scenes"]],
-            "probe": {"protocol": "hear", "grid_points": 1},
-            "seeds": {"default": 1, "mel/scenes": 3},
-            "tolerance": {"default": tolerance, "mel/scenes": 0.05},
-            "determinism": {"pair": ["mel", "keywords"]},
-        },
-        "baseline": {},
-    }
+
+def write_regression(folder: Path, suite: str = TINY_SUITE, tolerance: dict | None = None) -> Path:
+    """A suite file and a baseline file naming it (no recorded baseline yet)."""
+    (folder / "tiny.toml").write_text(suite)
+    path = folder / "regression.json"
+    path.write_text(json.dumps({"schema": "hear-atst-regression/2", "suite": "tiny.toml",
+                                "tolerance": tolerance or {"default": 0.02, "mel/scenes": 0.05}, "baseline": {}}))
+    return path
 
 
 def pair(key: str, score: float | None, metric: str = "top1_acc", higher: bool = True, fp: str = "r1",
@@ -59,9 +59,7 @@ def pair(key: str, score: float | None, metric: str = "top1_acc", higher: bool =
 
 @pytest.fixture()
 def suite_and_run(tmp_path: Path):
-    path = tmp_path / "regression.json"
-    path.write_text(json.dumps(tiny_document()))
-    suite, _, document = load_regression(path)
+    suite, empty, _ = load_regression(write_regression(tmp_path))
     run = SuiteRun(
         results={
             "mel/keywords": pair("mel/keywords", 0.50),
@@ -70,7 +68,7 @@ def suite_and_run(tmp_path: Path):
         repeat=pair("mel/keywords", 0.50),
         seconds=10.0,
     )
-    baseline = updated_document(document, suite, run)["baseline"]
+    baseline = replace(empty, recorded=updated_document(suite, empty, run)["baseline"])
     return suite, run, baseline
 
 
@@ -116,10 +114,10 @@ def test_gate_tolerance_and_direction(suite_and_run) -> None:
     row = rows_by_key(gate(suite, baseline, better))["mel/keywords"]
     assert row.status == "improved" and not row.failed and row.detail == "results differ from baseline"
     # an error rate (lower is better) that rises beyond the tolerance regresses
-    er_baseline = {
-        **baseline,
-        "mel/scenes": {**baseline["mel/scenes"], "metric": "segment_1s_er", "higher_is_better": False},
-    }
+    er_baseline = replace(baseline, recorded={
+        **baseline.recorded,
+        "mel/scenes": {**baseline.recorded["mel/scenes"], "metric": "segment_1s_er", "higher_is_better": False},
+    })
     worse = SuiteRun(
         {**run.results, "mel/scenes": pair("mel/scenes", 0.36, "segment_1s_er", higher=False)}, run.repeat, 1
     )
@@ -142,20 +140,21 @@ def test_gate_fails_when_determinism_breaks(suite_and_run) -> None:
         "results differ"
     )
     with pytest.raises(RuntimeError, match="nondeterministic"):
-        updated_document({}, suite, changed_embeddings)
+        updated_document(suite, baseline, changed_embeddings)
 
 
 def test_gate_fails_without_baseline_or_score(suite_and_run) -> None:
     suite, run, baseline = suite_and_run
-    assert [row.status for row in gate(suite, {}, run)][:2] == ["NO BASELINE", "NO BASELINE"]
+    assert [row.status for row in gate(suite, replace(baseline, recorded={}), run)][:2] == ["NO BASELINE"] * 2
     no_score = SuiteRun({**run.results, "mel/keywords": pair("mel/keywords", None)}, pair("mel/keywords", None), 1)
     assert rows_by_key(gate(suite, baseline, no_score))["mel/keywords"].status == "NO SCORE"
-    stale = {**baseline, "mel/old": {"metric": "top1_acc", "score": 0.1}}
+    stale = replace(baseline, recorded={**baseline.recorded, "mel/old": {"metric": "top1_acc", "score": 0.1}})
     assert rows_by_key(gate(suite, stale, run))["mel/old"].status == "NOT RUN"
     nan_run = SuiteRun({**run.results, "mel/keywords": pair("mel/keywords", math.nan)}, run.repeat, 1)
     assert rows_by_key(gate(suite, baseline, nan_run))["mel/keywords"].status == "NO SCORE"  # NaN never passes
     for bad in (math.nan, None):  # a hand-edited baseline without a number
-        edited = {**baseline, "mel/keywords": {**baseline["mel/keywords"], "score": bad}}
+        edited = replace(baseline, recorded={**baseline.recorded,
+                                             "mel/keywords": {**baseline.recorded["mel/keywords"], "score": bad}})
         assert rows_by_key(gate(suite, edited, run))["mel/keywords"].status == "NO BASELINE"
 
 
@@ -181,27 +180,29 @@ def test_regression_file_errors(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(RegressionFileError, match=r"regression\.json: not a readable regression file"):
         load_regression(path)
-    document = tiny_document()
-    document["suite"]["pairs"].append(["crepe", "keywords"])
-    path.write_text(json.dumps(document))
-    with pytest.raises(RegressionFileError, match="pair crepe/keywords names an unknown model or task"):
-        load_regression(path)
-    document = tiny_document()
-    document["suite"]["pairs"].pop(0)
-    path.write_text(json.dumps(document))
-    with pytest.raises(RegressionFileError, match="determinism pair mel/keywords is not one of the suite's pairs"):
-        load_regression(path)
-    document = tiny_document()
-    document["suite"]["tasks"]["keywords"]["layout"] = ["make_esc50_layout.py"]
-    path.write_text(json.dumps(document))
-    with pytest.raises(RegressionFileError, match="exactly one of 'source' and 'layout'"):
-        load_regression(path)
-    for probe, seeds in (({"protocol": "hear", "seeds": [0]}, {"default": 1}), ({}, {"default": 0}), ({}, {"x": 1})):
-        document = tiny_document()
-        document["suite"]["probe"], document["suite"]["seeds"] = probe, seeds
-        path.write_text(json.dumps(document))
-        with pytest.raises(RegressionFileError, match="seeds"):
+    suite_errors = {  # the suite file's problems, named with the baseline file that names it
+        "pair crepe/keywords names an unknown model or task": ('["mel", "scenes"]]', '["mel", "scenes"], ["crepe", '
+                                                                                      '"keywords"]]'),
+        "determinism pair mel/keywords is not one of the suite's pairs": ('[["mel", "keywords"], ', "["),
+        "exactly one of 'source' and 'layout'": ('source = "data/', 'layout = ["x.py"], source = "data/'),
+        "seeds are counts": ('default = 1', 'default = 0'),
+        "names no determinism_pair": ('determinism_pair = ["mel", "keywords"]', ""),
+        "has no 'prepare'": ('prepare = { task = "speech_commands"', 'x = { task = "speech_commands"'),
+        "[probe]: ProbeConfig.__init__() got an unexpected keyword argument 'points'": ("grid_points", "points"),
+    }
+    for message, (old, new) in suite_errors.items():
+        assert old in TINY_SUITE, old
+        write_regression(tmp_path, TINY_SUITE.replace(old, new))
+        with pytest.raises(RegressionFileError, match=re.escape(message)):
             load_regression(path)
+    for tolerance, message in (({"mel/scenes": 0.05}, "tolerance needs a 'default'"), (
+            {"default": 0.02, "mel/nope": 0.1}, "tolerance for mel/nope: not a pair of suite tiny")):
+        write_regression(tmp_path, tolerance=tolerance)
+        with pytest.raises(RegressionFileError, match=re.escape(message)):
+            load_regression(path)
+    path.write_text(json.dumps({"schema": "hear-atst-regression/2", "suite": "nope", "tolerance": {"default": 0.1}}))
+    with pytest.raises(RegressionFileError, match="unknown suite 'nope'"):
+        load_regression(path)
 
 
 def test_chance_is_the_best_constant_prediction() -> None:
@@ -219,25 +220,24 @@ def test_chance_is_the_best_constant_prediction() -> None:
 def test_a_score_at_chance_fails_whatever_the_tolerance(suite_and_run) -> None:
     suite, run, baseline = suite_and_run
     broken = pair("mel/keywords", 0.25, fp="r2", chance=0.25)  # what constant embeddings give
-    row = rows_by_key(gate(replace(suite, tolerance={"default": 0.5}), baseline,
+    row = rows_by_key(gate(suite, replace(baseline, tolerance={"default": 0.5}),
                            SuiteRun({**run.results, "mel/keywords": broken}, run.repeat, 1.0)))["mel/keywords"]
     assert row.status == "AT CHANCE" and row.failed and row.chance == 0.25
     # the table's change, tolerance and chance columns, then the status
     assert re.search(r"0\.2500\s*│\s*0\.5000\s*│\s*0\.2500\s*│\s*AT CHANCE", render_gate([row]))
     above = pair("mel/keywords", 0.26, fp="r2", chance=0.25)
-    row = rows_by_key(gate(replace(suite, tolerance={"default": 0.5}), baseline,
+    row = rows_by_key(gate(suite, replace(baseline, tolerance={"default": 0.5}),
                            SuiteRun({**run.results, "mel/keywords": above}, run.repeat, 1.0)))["mel/keywords"]
     assert row.status == "ok"
 
 
-def test_update_refuses_a_pair_that_could_not_tell_a_broken_model(suite_and_run, tmp_path: Path) -> None:
-    suite, run, _ = suite_and_run
-    document = tiny_document()
+def test_update_refuses_a_pair_that_could_not_tell_a_broken_model(suite_and_run) -> None:
+    suite, run, baseline = suite_and_run
     blind = {**run.results, "mel/keywords": pair("mel/keywords", 0.10, chance=1 / 12)}  # 0.10 - 0.02 <= 1/12
     with pytest.raises(RuntimeError, match=r"mel/keywords \(0.1000 - tolerance 0.0200 <= chance 0.0833\)"):
-        updated_document(document, suite, SuiteRun(blind, run.repeat, 1.0))
+        updated_document(suite, baseline, SuiteRun(blind, run.repeat, 1.0))
     clear = {**run.results, "mel/keywords": pair("mel/keywords", 0.11, chance=1 / 12)}
-    assert updated_document(document, suite, SuiteRun(clear, run.repeat, 1.0))["baseline"]["mel/keywords"][
+    assert updated_document(suite, baseline, SuiteRun(clear, run.repeat, 1.0))["baseline"]["mel/keywords"][
         "chance"] == 1 / 12
 
 
@@ -245,25 +245,25 @@ def test_committed_tolerances_follow_the_rule_and_beat_chance() -> None:
     """Every tolerance is max(floor, two test items' worth, 3 sd of the difference of two means), rounded up; every
     recorded score minus its tolerance stays above a constant prediction's score."""
     suite, baseline, document = load_regression(REGRESSION)
-    rule = document["suite"]["tolerance_rule"]
+    rule = document["tolerance_rule"]
     for model, task in suite.pairs:
         key = f"{model}/{task}"
         raw = max(rule["floor"], 2 / rule["test_items"][task], rule["three_sd_of_mean_difference"][key])
         expected = math.ceil(raw / rule["round_up_to"] - 1e-9) * rule["round_up_to"]
-        assert suite.tolerance_for(key) == pytest.approx(expected), key
-        recorded = baseline[key]
+        assert baseline.tolerance_for(key) == pytest.approx(expected), key
+        recorded = baseline.recorded[key]
         assert recorded["chance"] is not None, key
-        assert recorded["score"] - suite.tolerance_for(key) > recorded["chance"], key
+        assert recorded["score"] - baseline.tolerance_for(key) > recorded["chance"], key
+    assert set(baseline.tolerance) - {"default"} <= {f"{model}/{task}" for model, task in suite.pairs}
 
 
 def test_each_pair_averages_its_own_number_of_seeds(tmp_path: Path) -> None:
-    path = tmp_path / "regression.json"
-    path.write_text(json.dumps(tiny_document()))
-    suite = load_regression(path)[0]
+    suite = load_regression(write_regression(tmp_path))[0]
     assert suite.probe_for("mel/keywords").seeds == [0]
     scenes = suite.probe_for("mel/scenes")
     assert scenes.seeds == [0, 1, 2] and scenes.protocol == "hear" and scenes.grid_points == 1
     committed = load_regression(REGRESSION)[0]
+    assert committed.name == "ci" and committed.path.endswith("ci.toml")  # the shipped suite the run reads too
     assert committed.probe_for("mel/esc10").seeds == list(range(10))
     assert committed.probe_for("mel/dcase2016").seeds == list(range(5))
 
@@ -274,8 +274,13 @@ def test_shared_folder_resolution(tmp_path: Path, shared_dir: Path, monkeypatch:
     assert resolve_shared(suite, REGRESSION) == (REPO.parent / "shared").resolve()  # ../shared beside the repository
     monkeypatch.setenv("HEAR_ATST_SHARED", str(shared_dir))
     assert resolve_shared(suite, REGRESSION) == shared_dir
-    with pytest.raises(FileNotFoundError, match="not the shared reference folder"):
+    with pytest.raises(FileNotFoundError, match=r"not the shared reference folder .* that suite ci prepares"):
         resolve_shared(suite, REGRESSION, tmp_path)
+    baseline = write_regression(tmp_path)  # outside any checkout: ../shared beside the file's own folder
+    assert resolve_shared(suite, baseline, shared_dir) == shared_dir
+    monkeypatch.delenv("HEAR_ATST_SHARED")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path.parent / "shared"))):
+        resolve_shared(suite, baseline)
     monkeypatch.setenv("HEAR_ATST_SHARED", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="set \\$HEAR_ATST_SHARED"):
         resolve_shared(suite, REGRESSION)
@@ -284,16 +289,24 @@ def test_shared_folder_resolution(tmp_path: Path, shared_dir: Path, monkeypatch:
 # --- real runs ------------------------------------------------------------------------------------------------------
 
 
-def keyword_suite(path: Path) -> None:
-    """The cheapest real suite: the log-mel baseline on the HEAR small Speech Commands archives."""
-    document = tiny_document()
-    document["suite"]["tasks"].pop("scenes")
-    document["suite"]["pairs"] = [["mel", "keywords"]]
-    document["suite"]["probe"] = {"protocol": "hear", "grid_points": 1, "max_epochs": 30}
-    document["suite"]["seeds"] = {"default": 2}
-    # no tolerance: the same machine reruns bit-identically, and a score near chance (1/12) must still pass --update
-    document["suite"]["tolerance"] = {"default": 0.0}
-    path.write_text(json.dumps(document))
+KEYWORD_SUITE = """
+name = "keywords"
+pairs = [["mel", "keywords"]]
+determinism_pair = ["mel", "keywords"]
+probe = { protocol = "hear", grid_points = 1, max_epochs = 30 }
+seeds = { default = 2 }
+[models.mel]
+model = "mel"
+[tasks.keywords]
+folder = "speech_commands-v0.0.2-small"
+prepare = { task = "speech_commands", mode = "small", source = "data/speech_commands_small" }
+"""
+
+
+def keyword_suite(folder: Path, tolerance: float = 0.0) -> Path:
+    """The cheapest real suite: the log-mel baseline on the HEAR small Speech Commands archives. With no tolerance:
+    the same machine reruns bit-identically, and a score near chance (1/12) must still pass --update."""
+    return write_regression(folder, KEYWORD_SUITE, {"default": tolerance})
 
 
 def test_regress_command_records_then_catches_a_drop(tmp_path: Path, shared_dir: Path) -> None:
@@ -301,8 +314,7 @@ def test_regress_command_records_then_catches_a_drop(tmp_path: Path, shared_dir:
 
     from hear_atst.cli import app
 
-    path = tmp_path / "regression.json"
-    keyword_suite(path)
+    path = keyword_suite(tmp_path)
     runner = CliRunner()
     base = ["regress", "--baseline", str(path), "--shared", str(shared_dir)]
     recorded = runner.invoke(app, [*base, "--update"])
@@ -342,10 +354,7 @@ def test_regress_command_names_a_missing_source(tmp_path: Path, shared_dir: Path
 
     from hear_atst.cli import app
 
-    path = tmp_path / "regression.json"
-    document = tiny_document()
-    document["suite"]["tasks"]["keywords"]["source"] = "data/no_such_folder"
-    path.write_text(json.dumps(document))
+    path = write_regression(tmp_path, TINY_SUITE.replace("data/speech_commands_small", "data/no_such_folder"))
     result = CliRunner().invoke(app, ["regress", "--baseline", str(path), "--shared", str(shared_dir)])
     assert result.exit_code == 2
     assert "error: the suite could not run:" in result.output and "no_such_folder" in result.output
@@ -357,11 +366,7 @@ def test_a_refused_update_still_shows_the_run(tmp_path: Path, shared_dir: Path) 
 
     from hear_atst.cli import app
 
-    path = tmp_path / "regression.json"
-    keyword_suite(path)
-    document = json.loads(path.read_text())
-    document["suite"]["tolerance"] = {"default": 0.5}
-    path.write_text(json.dumps(document))
+    path = keyword_suite(tmp_path, tolerance=0.5)
     result = CliRunner().invoke(app, ["regress", "--baseline", str(path), "--shared", str(shared_dir), "--update"])
     assert result.exit_code == 1
     assert "Regression gate" in result.output and "NO BASELINE" in result.output  # the run's row, shown

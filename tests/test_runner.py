@@ -10,10 +10,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from event_oracle import kit_events, sed_eval_kit_scores
 from typer.testing import CliRunner
 
 from evaluation.environment import cpu_model
@@ -122,7 +124,8 @@ def test_eval_rerun_reuses_embeddings_and_gives_identical_results(spoken_digit_t
 
 
 def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
-    """The event path: DCASE 2016 (72 scenes, 30 s) with the kit's post-processing, scored twice alike."""
+    """The event path: DCASE 2016 (72 scenes, 30 s) with the kit's post-processing, scored twice alike; the written
+    events and scores against independent oracles (``check_scores_by_oracles``)."""
     setup, folder = resolve_model("mel"), TaskFolder.load(dcase2016_small_task)
     probe = ProbeConfig(protocol="linear", seeds=[0], max_epochs=10, psds=False)
     first = run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res", probe=probe,
@@ -144,11 +147,32 @@ def test_event_task_end_to_end(dcase2016_small_task: Path, tmp_path: Path):
     assert first.summary_line().endswith("(1 folds × 1 seeds)")
 
     check_events_file(first.events_path, dcase2016_small_task, fold["postprocessing"])
+    check_scores_by_oracles(first.events_path, first.predictions_path, dcase2016_small_task, fold, kit["test"])
 
     again = run_eval(setup, folder, embeddings_dir=tmp_path / "emb", results_dir=tmp_path / "res2", probe=probe,
                      progress=False)
     assert without_run_details(again.results) == without_run_details(results)
     assert again.events_path.read_bytes() == first.events_path.read_bytes()
+
+
+def check_scores_by_oracles(events_path: Path, predictions_path: Path, task: Path, fold: dict, kit: dict) -> None:
+    """Independent oracles, from the written files alone: the test events re-derived from test.predictions.npz by
+    the kit's post-processing restated plainly equal test.events.json's; sed_eval, called directly on those events
+    against the task folder's test.json, gives the recorded onset F-measure (precision, recall) and segment ER."""
+    labels = [str(label) for label in pd.read_csv(task / "labelvocabulary.csv")["label"]]
+    assert json.loads(predictions_path.read_text())["labels"] == labels
+    with np.load(predictions_path.with_suffix(".npz"), allow_pickle=False) as npz:
+        rows = {key: npz[key] for key in ("filename", "timestamp", "probabilities")}
+    predicted = kit_events(rows["filename"], rows["timestamp"], rows["probabilities"], labels,
+                           **fold["postprocessing"])
+    written = json.loads(events_path.read_text())["files"]
+    assert {name: entry["predicted"] for name, entry in written.items()} == predicted
+    assert sum(map(len, predicted.values())) > 20  # the scores below rest on real detections (23 here)
+    expected = sed_eval_kit_scores(predicted, json.loads((task / "test.json").read_text()), labels)
+    assert fold["scores"]["event_onset_200ms_fms"] == expected["event_onset_200ms_fms"]
+    assert fold["scores"]["segment_1s_er"] == expected["segment_1s_er"]
+    for key, value in expected.items():
+        assert kit[f"test_{key}"] == value, key
 
 
 def by_time(events: list[dict]) -> list[tuple]:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from event_oracle import sed_eval_kit_scores
 from probe_helpers import dcase_scenes, dcase_task, esc10_task, least_squares_probabilities
 from scipy import stats
 
@@ -118,6 +119,21 @@ def test_fast_event_scores_equal_sed_eval_on_real_predictions(dcase_predictions,
                                                                                   "sed_eval")
             checked += sum(len(v) for v in predicted.values())
     assert checked > 100  # the comparison saw many real predicted events
+
+
+def test_the_sed_eval_backend_is_sed_eval_called_as_the_kit_calls_it(dcase_predictions):
+    """The reference backend against sed_eval called directly on plain per-file event lists (tests/event_oracle.py)."""
+    task, layout, probabilities = dcase_predictions
+    labels = [str(label) for label in task.label_vocabulary]
+    predicted = layout.events(probabilities, labels, postprocessing_settings(task.metadata)[0], threshold=0.15)
+    assert sum(len(v) for v in predicted.values()) > 50
+    expected = sed_eval_kit_scores(predicted, task.events["test"], labels)
+    onset = SCORES["event_onset_200ms_fms"].event(predicted, task.events["test"], labels, "sed_eval")
+    assert onset == {"f_measure": expected["event_onset_200ms_fms"],
+                     "precision": expected["event_onset_200ms_fms_precision"],
+                     "recall": expected["event_onset_200ms_fms_recall"]}
+    segment = SCORES["segment_1s_er"].event(predicted, task.events["test"], labels, "sed_eval")
+    assert segment == {"error_rate": expected["segment_1s_er"]}
 
 
 def test_event_scores_edge_cases_equal_sed_eval():

@@ -26,7 +26,7 @@ PRIMARY = {  # hear_eval.md §2.4: the first metric of each leaderboard task
 
 
 def test_suite_files() -> None:
-    assert suite_names() == ["atst-papers", "hear2021"]
+    assert suite_names() == ["atst-papers", "ci", "hear2021"]
     suite = load_suite("hear2021")
     assert len(suite.tasks) == 19
     for task in suite.tasks.values():

@@ -40,6 +40,8 @@ def test_run_equals_eval_resumes_and_reports_a_failing_task(tasks_dir: Path, ref
     assert probe["identity"]["seeds"] == [0, 1] and probe["result_path"].endswith("results.json")
     assert probe["worker"]["pid"] > 0 and probe["seconds"] > 0
     assert "FAILED embed/mel/broken-1.0-small" in result.output
+    worker = jobs[f"embed/mel/{DIGITS}"]["worker"]  # the progress display named the worker holding the job
+    assert re.search(rf"worker [12] \({worker['host']} pid {worker['pid']}\): embed/mel/{DIGITS} · ", result.output)
     assert "BLOCKED probe/mel/broken-1.0-small/linear-max-epochs=10" in result.output
     assert (tmp_path / "run" / "leaderboard.md").is_file()
 
@@ -150,3 +152,31 @@ def test_a_task_without_the_models_rate_is_resampled_once(tmp_path: Path) -> Non
     assert outcomes[f"prepare/{folder.name}/16000"].result_path == str(folder / "16000")
     again = build_plan([ModelRequest("mel")], [folder.name], probes, settings)
     assert all(job.is_complete() for job in again.jobs.values())
+
+
+def test_an_epoch_cap_applies_to_the_probes_that_train(tasks_dir: Path, tmp_path: Path) -> None:
+    """``--protocol hear,knn --max-epochs N``: hear is capped, knn (which does not train) runs as it is; a cap or grid
+    flag that applies to none of the probes is refused, by ``run`` and by ``eval``."""
+    from evaluation.probes.registry import probe_class, training_protocols
+
+    assert training_protocols() == ["hear", "linear"] and not probe_class("knn").trains
+    common = ["--models", "mel", "--tasks", DIGITS, "--tasks-dir", str(tasks_dir), "--embeddings-dir",
+              str(tmp_path / "e"), "--results-dir", str(tmp_path / "r")]
+    result = run_cli("run", *common, "--protocol", "hear,knn", "--grid-points", "1", "--max-epochs", "10",
+                     "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert [line.split(":")[0].strip() for line in result.output.splitlines() if "probe/" in line] == [
+        f"probe/mel/{DIGITS}/hear-points=1-max-epochs=10", f"probe/mel/{DIGITS}/knn"]
+    refused = {
+        ("--protocol", "knn", "--max-epochs", "3"):
+            "--max-epochs applies to the probes that train (hear, linear); --protocol knn trains none",
+        ("--protocol", "linear,knn", "--grid-points", "2"): "--grid and --grid-points apply to --protocol hear only",
+    }
+    for flags, message in refused.items():
+        result = run_cli("run", *common, *flags, "--dry-run")
+        assert result.exit_code == 2 and message in result.output, result.output
+    result = run_cli("eval", "--model", "mel", "--task", DIGITS, "--tasks-dir", str(tasks_dir), "--protocol", "knn",
+                     "--max-epochs", "3", "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert ("error: --max-epochs applies to the probes that train (hear, linear) only; --protocol knn does not "
+            "train") in result.output

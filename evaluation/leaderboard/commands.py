@@ -13,8 +13,8 @@ import typer
 
 from hear_atst.commands import CHECK_FAILED, USAGE_ERROR
 
-SHARED_HELP = ("The shared data folder (default: $HEAR_ATST_SHARED, else the suite's 'shared' path, relative to the "
-               "baseline file's folder).")
+SHARED_HELP = ("The shared data folder the suite's tasks are prepared from (default: $HEAR_ATST_SHARED, else "
+               "../shared beside the checkout holding the baseline file).")
 WORK_HELP = "Keep task folders, embeddings and results here (empty or absent; default: a temporary folder, removed)."
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"  # the checkout's, wherever a command runs
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published_tables"  # package data: found by any install
@@ -49,8 +49,9 @@ def leaderboard_command(
 
 
 def regress_command(
-    baseline: Annotated[Path, typer.Option(help="The suite and its recorded baseline (default: this checkout's "
-                                           "results/regression.json, wherever the command runs).")] = REGRESSION_FILE,
+    baseline: Annotated[Path, typer.Option(help="The recorded baseline and tolerances, naming the suite that runs "
+                                           "(default: this checkout's results/regression.json, suite ci, wherever "
+                                           "the command runs).")] = REGRESSION_FILE,
     update: Annotated[bool, typer.Option(help="Record this run as the new baseline (deliberately).")] = False,
     shared: Annotated[Path | None, typer.Option(help=SHARED_HELP)] = None,
     work_dir: Annotated[Path | None, typer.Option(help=WORK_HELP)] = None,
@@ -60,20 +61,17 @@ def regress_command(
     """Re-run the small real benchmark of --baseline; fail with a table when a score falls below its baseline by
     more than its tolerance, is no better than a constant prediction's, is missing, or when a run is not
     deterministic."""
-    from evaluation.leaderboard.regress import (
-        gate,
-        load_regression,
-        render_gate,
-        resolve_shared,
-        run_suite,
-        updated_document,
-    )
+    from evaluation.leaderboard.baseline import load_regression, updated_document
+    from evaluation.leaderboard.gate import gate
+    from evaluation.leaderboard.gate_table import render_gate
+    from evaluation.leaderboard.regress import run_suite
     from evaluation.results import write_json_atomic
+    from evaluation.suite.shared_tasks import resolve_shared
     from tasks.download import SourceError
     from tasks.pipeline import PrepareError
 
     try:
-        suite, recorded, document = load_regression(baseline)
+        suite, recorded, _ = load_regression(baseline)
         shared_dir = resolve_shared(suite, baseline, shared)
         if work_dir is not None and work_dir.exists() and (not work_dir.is_dir() or any(work_dir.iterdir())):
             raise ValueError(f"--work-dir {work_dir}: " + ("not a folder" if not work_dir.is_dir() else
@@ -94,7 +92,7 @@ def regress_command(
     refused = None
     if update:
         try:
-            write_json_atomic(baseline, updated_document(document, suite, run))
+            write_json_atomic(baseline, updated_document(suite, recorded, run))
             typer.echo(f"baseline recorded in {baseline}")
             recorded = load_regression(baseline)[1]
         except RuntimeError as error:  # nondeterministic, missing or uninformative scores: the old baseline stays

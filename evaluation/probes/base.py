@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from torch import Tensor
@@ -65,6 +65,8 @@ class ProbeContext:
 class Probe(ABC):
     """One probe family. Class methods judge a :class:`ProbeConfig` before any data exists (the CLI, the run
     name); an instance probes one task."""
+
+    trains: ClassVar[bool] = False  # True: it trains for epochs, so an epoch cap (ProbeConfig.max_epochs) applies
 
     def __init__(self, context: ProbeContext) -> None:
         self.context = context

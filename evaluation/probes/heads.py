@@ -33,6 +33,7 @@ def check_epoch_cap(max_epochs: int, check_every: int) -> None:
 class TrainedHeadsProbe(Probe):
     """Heads trained per (fold, candidate) and early-stopped on the fold's validator."""
 
+    trains = True
     per_fold_inputs = False  # True: each fold's heads see their own input (e.g. standardised with its statistics)
 
     @abstractmethod

@@ -53,9 +53,8 @@ class KnnProbe(Probe):
 
     @classmethod
     def check_config(cls, config: ProbeConfig) -> None:
-        if not config.shuffle or config.stop_on_non_finite or config.max_epochs is not None:
-            raise ValueError("the knn protocol does not train: batch order, non-finite stops and epoch caps do not "
-                             "apply to it")
+        if not config.shuffle or config.stop_on_non_finite:
+            raise ValueError("the knn protocol does not train: batch order and non-finite stops do not apply to it")
         if config.precision != "fp32":
             raise ValueError(f"the knn protocol computes similarities in fp32; precision {config.precision!r} does "
                              "not apply to it")

@@ -25,3 +25,8 @@ def probe_class(protocol: str) -> type[Probe]:
         raise ValueError(f"protocol must be one of {', '.join(repr(name) for name in PROBES)}, got {protocol!r}")
     module, name = PROBES[protocol].split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def training_protocols() -> list[str]:
+    """The protocols whose probe trains for epochs: an epoch cap applies to these only."""
+    return [name for name in PROBES if probe_class(name).trains]

@@ -1,24 +1,33 @@
 """Run a plan on an executor: complete jobs are skipped, a job starts when the jobs it needs succeeded, a failed
 job blocks only the jobs that need it, and ``run.json`` is rewritten (atomically) at every change, so a run killed
-at any point leaves a summary of what it had done."""
+at any point leaves a summary of what it had done. Every ``TICK_SECONDS`` while jobs run, the workers' words about
+their jobs go to the progress display, which is shown again."""
 
 from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from evaluation.results import write_json_atomic
 from evaluation.suite.executors import Executor
-from evaluation.suite.jobs import BLOCKED, FAILED, SKIPPED, SUCCEEDED, Outcome
+from evaluation.suite.jobs import BLOCKED, FAILED, SKIPPED, SUCCEEDED, JobProgress, Outcome
 from evaluation.suite.plan import Plan
 
 RUN_SCHEMA = "hear-atst-run/1"
 RUN_FILENAME = "run.json"
+TICK_SECONDS = 0.5
 
-Progress = Callable[[dict[str, Outcome], dict[str, str]], None]  # (finished outcomes, running key -> worker note)
+
+class Progress(Protocol):
+    """A display of the run (:class:`evaluation.suite.progress.SuiteProgress`)."""
+
+    def receive(self, message: JobProgress) -> None:
+        """A worker's word about a running job."""
+
+    def show(self, outcomes: dict[str, Outcome], running: dict[str, float]) -> None:
+        """The finished jobs' outcomes and each running job's seconds so far."""
 
 
 def run_plan(plan: Plan, executor: Executor, run_dir: Path, progress: Progress | None = None) -> dict[str, Outcome]:
@@ -31,10 +40,13 @@ def run_plan(plan: Plan, executor: Executor, run_dir: Path, progress: Progress |
     running: dict[Any, str] = {}
     since: dict[str, float] = {}
 
+    def show() -> None:
+        if progress:
+            progress.show(outcomes, {key: time.time() - since[key] for key in running.values()})
+
     def record() -> None:
         write_json_atomic(run_dir / RUN_FILENAME, run_document(plan, outcomes, since, executor.description, started))
-        if progress:
-            progress(outcomes, {key: f"running {time.time() - since[key]:.0f} s" for key in running.values()})
+        show()
 
     record()
     while True:
@@ -51,7 +63,15 @@ def run_plan(plan: Plan, executor: Executor, run_dir: Path, progress: Progress |
         record()
         if not running:
             break
-        for handle, outcome in executor.wait(list(running)):
+        finished: list[tuple[Any, Outcome]] = []
+        while not finished:
+            finished = executor.wait(list(running), TICK_SECONDS)
+            for message in executor.messages():
+                if progress:
+                    progress.receive(message)
+            if not finished:
+                show()
+        for handle, outcome in finished:
             del running[handle]
             outcomes[outcome.key] = outcome
     return {key: outcomes[key] for key in plan.jobs}

@@ -1,5 +1,4 @@
-"""What a run ends with: a models × tasks table of primary scores, the list of jobs that did not succeed, and a
-one-line progress note for the whole suite."""
+"""What a run ends with: a models × tasks table of primary scores and the list of jobs that did not succeed."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluation.results import RESULTS_FILENAME, read_results
-from evaluation.suite.jobs import BLOCKED, FAILED, SKIPPED, SUCCEEDED, Outcome
+from evaluation.suite.jobs import BLOCKED, FAILED, Outcome
 from evaluation.suite.plan import Plan
 
 
@@ -63,18 +62,6 @@ def failures(outcomes: dict[str, Outcome]) -> list[str]:
         elif outcome.status == BLOCKED:
             lines.append(f"BLOCKED {outcome.key}: {outcome.error}")
     return lines
-
-
-def progress_line(total: int, outcomes: dict[str, Outcome], running: dict[str, str]) -> str:
-    """``[done/total] N running, M failed | key: running 12 s; ...``."""
-    count = {status: sum(o.status == status for o in outcomes.values())
-             for status in (SUCCEEDED, SKIPPED, FAILED, BLOCKED)}
-    done = count[SUCCEEDED] + count[SKIPPED]
-    line = (f"[{done}/{total} done ({count[SKIPPED]} already complete), {len(running)} running, "
-            f"{count[FAILED]} failed, {count[BLOCKED]} blocked]")
-    if running:
-        line += " " + "; ".join(f"{key}: {note}" for key, note in running.items())
-    return line
 
 
 def write_run_leaderboard(results_dir: Path, run_dir: Path, published_dir: Path) -> Path:
