@@ -26,7 +26,9 @@ Early stopping decides most of the probe time and cannot be calibrated: a head t
 (patience + 1)`` epochs when it can stop (its first check best, then ``patience`` checks without improvement),
 and no more than ``max_epochs``. The expected epochs take :data:`TYPICAL_STOP_SHARE` of the span between the
 two (measured: the HEAR grid's heads on ESC-50-sized problems, ``results/probe_epochs_amd_epyc.md``, trained
-~60 % of it); the bound (every head to ``max_epochs``) is shown beside it. The retraining of the chosen point on
+~60 % of it); the bounds (every head stopping at its earliest, every head to ``max_epochs``) are shown beside
+it: an easy task's heads stop near the earliest (the synthetic ``demo_events`` under the default grid took a third
+of the expected figure). The retraining of the chosen point on
 the other folds is estimated as the mean over the grid points (which one is chosen is not known yet).
 Not estimated: resampling a missing sample-rate folder (the files' timing then reads the original rate's audio),
 and the test pass (PSDS included), which is small next to the stages above on the tasks measured.
@@ -86,11 +88,14 @@ CALIBRATION_CLIPS = 20  # most clips whose files are timed
 # ------------------------------------------------------------------------------------------------ arithmetic
 
 
+def earliest_stop(max_epochs: int, check_every: int, patience: int) -> int:
+    """The fewest epochs one head trains: its first check best, then ``patience`` checks without improvement."""
+    return min(max_epochs, check_every * (patience + 1))
+
+
 def head_epochs(max_epochs: int, check_every: int, patience: int) -> tuple[float, int]:
     """(expected, at most) epochs one head trains: see the module docstring."""
-    earliest = check_every * (patience + 1)
-    if max_epochs <= earliest:
-        return float(max_epochs), max_epochs
+    earliest = earliest_stop(max_epochs, check_every, patience)
     return earliest + TYPICAL_STOP_SHARE * (max_epochs - earliest), max_epochs
 
 
@@ -105,11 +110,18 @@ class BankWork:
     epoch_seconds: float  # one head, one epoch of training steps
     check_seconds: float  # one head, one validation (forward pass and scoring)
 
+    @property
+    def head_epoch_seconds(self) -> float:
+        return self.epoch_seconds + self.check_seconds / self.check_every
+
     def seconds(self) -> tuple[float, float]:
         """(expected, at most) seconds for every head of the bank."""
-        per_epoch = self.epoch_seconds + self.check_seconds / self.check_every
         expected, at_most = head_epochs(self.max_epochs, self.check_every, self.patience)
-        return self.heads * expected * per_epoch, self.heads * at_most * per_epoch
+        return self.heads * expected * self.head_epoch_seconds, self.heads * at_most * self.head_epoch_seconds
+
+    def least_seconds(self) -> float:
+        """Seconds for every head of the bank when each stops at its earliest."""
+        return self.heads * earliest_stop(self.max_epochs, self.check_every, self.patience) * self.head_epoch_seconds
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,10 @@ class ProbeEstimate:
     def seconds(self) -> tuple[float, float]:
         parts = [bank.seconds() for bank in (*self.grid, *self.retrain)]
         return self.seeds * sum(p[0] for p in parts), self.seeds * sum(p[1] for p in parts)
+
+    def least_seconds(self) -> float:
+        """Seconds when every head stops at its earliest: no run of these banks takes less (calibration aside)."""
+        return self.seeds * sum(bank.least_seconds() for bank in (*self.grid, *self.retrain))
 
 
 @dataclass(frozen=True)
@@ -203,8 +219,11 @@ class RunEstimate:
                    f"{probe.seeds} seed(s); rows x dims {sum(probe.rows.values())} x {probe.dims} ({rows}; the first "
                    f"fold trains on {probe.train_rows})")
         expected, at_most = probe.seconds()
-        out.append(f"  probe: ~{format_duration(expected)} (at most {format_duration(at_most)} if no head stops "
-                   "early)")
+        least = probe.least_seconds()
+        earliest = f"at least {format_duration(least)} if every head stops at its earliest, " \
+            if least < expected else ""
+        out.append(f"  probe: ~{format_duration(expected)} ({earliest}at most {format_duration(at_most)} if no head "
+                   "stops early)")
         total, total_most = self.seconds()
         out.append(f"  total: ~{format_duration(total)} (at most {format_duration(total_most)})")
         if self.on_cpu and total > SLOW_RUN_SECONDS:

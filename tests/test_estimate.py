@@ -26,6 +26,7 @@ from evaluation.estimate import (
     RunEstimate,
     calibrate_files,
     calibrate_model,
+    earliest_stop,
     estimate_run,
     faster_options,
     head_epochs,
@@ -40,6 +41,7 @@ def test_expected_epochs_lie_between_the_earliest_stop_and_the_cap():
     assert head_epochs(500, 10, 20) == (210 + 0.5 * 290, 500)  # DCASE's validation every 10 epochs
     assert head_epochs(40, 3, 20) == (40.0, 40)  # a cap below the earliest stop: every head trains it all
     assert head_epochs(200, 1, 20) == (21 + 0.5 * 179, 200)  # the linear probe
+    assert earliest_stop(500, 3, 20) == 63 and earliest_stop(40, 3, 20) == 40
 
 
 def test_bank_probe_and_embedding_seconds_on_known_inputs():
@@ -50,6 +52,9 @@ def test_bank_probe_and_embedding_seconds_on_known_inputs():
     probe = ProbeEstimate(protocol="hear", rows={"a": 10}, dims=8, train_rows=6, grid_points=2, folds=3, seeds=3,
                           grid=(bank,), retrain=(stopping,))
     assert probe.seconds() == pytest.approx((3 * (160 + 112.6), 3 * (160 + 200)))
+    assert bank.least_seconds() == bank.seconds()[0]  # capped below the earliest stop: no range
+    assert stopping.least_seconds() == pytest.approx(2 * 63 * 0.2)  # every head stops at epoch 63
+    assert probe.least_seconds() == pytest.approx(3 * (160 + 25.2))
     files = FileCosts(read=0.001, write=0.004, collect=0.002, record=0.003, split=0.05, folder=0.2)
     embed = EmbedEstimate(clips=100, audio_seconds=500.0, rate=16000, cached=False, load_seconds=2.0,
                           audio_per_second=50.0, batches=10, splits=2, files=files)
