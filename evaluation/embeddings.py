@@ -357,9 +357,9 @@ def _clips_to_embed(out_dir: Path, folder: TaskFolder, audio_dir: Path) -> Reche
     """Check every clip's audio against its record (size and mtime, bytes only when those moved) and its
     embedding file; touched-but-equal files get fresh records. ``changed`` also holds clips whose embedding file
     is missing, empty or unreadable."""
-    records = read_manifest(out_dir)
-    outcome = recheck(records, audio_dir, _clip_names(folder))
-    for clip in set(_clip_names(folder)) - outcome.changed - outcome.new:
+    records, clips = read_manifest(out_dir), _clip_names(folder)
+    outcome = recheck(records, audio_dir, clips)
+    for clip in set(clips) - outcome.changed - outcome.new:
         if not _valid_npy(out_dir / f"{clip}.embedding.npy"):
             outcome.changed.add(clip)
     if outcome.touched:
@@ -398,13 +398,17 @@ def embed_task(setup: ModelSetup, folder: TaskFolder, embeddings_dir: str | os.P
                  f"changed since they were embedded (audio bytes, or an empty or unreadable embedding file): "
                  "embedding exactly those again")
             (out_dir / DONE_MARKER).unlink()
-        _embed_missing(setup, folder, out_dir, identity, batch_seconds, progress, note)
+            _embed_missing(setup, folder, out_dir, identity, batch_seconds, progress, note, outcome)
+        else:
+            _embed_missing(setup, folder, out_dir, identity, batch_seconds, progress, note)
     return out_dir
 
 
 def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identity: dict[str, Any],
-                   batch_seconds: float, progress: bool, note: Callable[[str], None]) -> None:
-    """Embed every clip not embedded from its present audio, then write the per-split files and the marker."""
+                   batch_seconds: float, progress: bool, note: Callable[[str], None],
+                   outcome: Recheck | None = None) -> None:
+    """Embed every clip not embedded from its present audio, then write the per-split files and the marker.
+    ``outcome``: the recheck of a finished folder's clips, already done (else it is done here)."""
     module, model = setup.load()
     rate = int(model.sample_rate)
     config = folder_config(setup, identity, rate)
@@ -413,7 +417,8 @@ def _embed_missing(setup: ModelSetup, folder: TaskFolder, out_dir: Path, identit
     audio_dir = folder.audio_dir(rate, progress=progress, note=note)
     lengths = folder.check_audio(rate)
     prepare_folder(out_dir, folder, config)
-    outcome = _clips_to_embed(out_dir, folder, audio_dir)
+    if outcome is None:
+        outcome = _clips_to_embed(out_dir, folder, audio_dir)
     todo = outcome.changed | outcome.new
     event = folder.embedding_type == "event"
     batches = plan_batches(lengths, folder.splits, rate, batch_seconds)
