@@ -9,7 +9,6 @@ table CI prints (:mod:`.gate_table`).
 
 from __future__ import annotations
 
-import json
 import math
 import resource
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from evaluation.leaderboard.fingerprints import embeddings_fingerprint, result_fingerprint
 from evaluation.leaderboard.gate import PairResult, SuiteRun, chance_score
 from evaluation.leaderboard.gate_table import number
-from evaluation.results import RESULTS_FILENAME
+from evaluation.results import RESULTS_FILENAME, read_results
 from evaluation.suite.executors import LocalExecutor
 from evaluation.suite.pairs import plan_pairs
 from evaluation.suite.plan import Settings
@@ -55,7 +54,11 @@ def run_pairs(suite: Suite, shared: Path, pairs: Sequence[tuple[str, str]], task
     ``tasks_dir``, with embeddings, results and the run's logs under ``work`` (a fresh folder gives a fresh run)."""
     pair_plan = plan_pairs(suite, shared, Settings(tasks_dir, work / "embeddings", work / "results"), pairs)
     plan = pair_plan.plan
-    outcomes = run_plan(plan, LocalExecutor(workers, work / "run" / "logs"), work / "run")
+    executor = LocalExecutor(workers, work / "run" / "logs")
+    try:
+        outcomes = run_plan(plan, executor, work / "run")
+    finally:
+        executor.close()  # its workers reaped, so their CPU time counts in the suite's
     failed = failures(outcomes)
     if failed:
         raise RuntimeError("\n".join(failed))
@@ -65,7 +68,7 @@ def run_pairs(suite: Suite, shared: Path, pairs: Sequence[tuple[str, str]], task
         key = pair_key(model, task)
         job = plan.jobs[pair_plan.probe_jobs[key]]
         embed = plan.jobs[job.needs[0]]
-        document = json.loads((job.output / RESULTS_FILENAME).read_text(encoding="utf-8"))
+        document = read_results(job.output / RESULTS_FILENAME)
         seconds = outcomes[embed.key].seconds + outcomes[job.key].seconds
         results[key] = pair_result(key, document, embed.output, folders[suite.tasks[task].folder], seconds)
         log(f"{key}: {results[key].metric} = {number(results[key].score)} ({seconds:.1f} s)")

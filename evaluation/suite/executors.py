@@ -51,15 +51,12 @@ PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its p
 _channel: Any = None  # in a local worker: the queue to the driver
 
 
-def _init_worker(threads: int, channel: Any) -> None:
-    """A local worker: ``threads`` torch threads, ``channel`` to the driver; on Linux it is killed with the driver
-    (a ``kill -9`` of ``run`` leaves no orphan finishing a job while the rerun starts it again)."""
-    import torch
-
+def _init_worker(channel: Any) -> None:
+    """A local worker: ``channel`` to the driver (each job sets its torch threads); on Linux it is killed with the
+    driver (a ``kill -9`` of ``run`` leaves no orphan finishing a job while the rerun starts it again)."""
     global _channel
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    torch.set_num_threads(threads)
     _channel = channel
 
 
@@ -98,7 +95,7 @@ class LocalExecutor:
         to the old one may have left it locked)."""
         channel = self._context.Queue()
         pool = ProcessPoolExecutor(self.slots, mp_context=self._context, initializer=_init_worker,
-                                   initargs=(self.threads, channel))
+                                   initargs=(channel,))
         return pool, channel
 
     def submit(self, job: Job) -> Future[Outcome]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.suite.plan import PROBE, ModelRequest, Plan, Settings, build_plan
+from evaluation.suite.plan import ModelRequest, Plan, Settings, build_plan, probe_key
 from evaluation.suite.suites import Suite, pair_key
 
 
@@ -40,5 +40,5 @@ def plan_pairs(suite: Suite, shared: Path | None, settings: Settings, pairs: Seq
     for model, task in pairs:
         (probe,) = wanted[names.index(model), tasks.index(task)]
         setup, folder = plan.models[names.index(model)], plan.tasks[tasks.index(task)]
-        probe_jobs[pair_key(model, task)] = f"{PROBE}/{setup.model_id}/{folder.name}/{probe.run_name}"
+        probe_jobs[pair_key(model, task)] = probe_key(setup, folder, probe)
     return PairPlan(plan, probe_jobs)

@@ -74,10 +74,6 @@ class Job:
     wants_gpu: bool = False
     audio_seconds: float = 0.0  # the task's audio, for --dry-run sizes
 
-    @property
-    def model_id(self) -> str | None:
-        return self.setup.model_id if self.setup else None
-
     def identity(self) -> dict[str, Any]:
         """What makes this job's output the same as an earlier one's (the identity ``eval`` gives the same work)."""
         identity: dict[str, Any] = {"kind": self.kind, "task_folder": self.task.name, "output": str(self.output)}
@@ -205,6 +201,14 @@ def build_plan(models: Sequence[ModelRequest], tasks: Sequence[str], probes: Seq
     return Plan(jobs, setups, folders, distinct, settings)
 
 
+def prepare_key(folder: TaskFolder, rate: int) -> str:
+    return f"{PREPARE}/{folder.name}/{rate}"
+
+
+def probe_key(setup: ModelSetup, folder: TaskFolder, probe: ProbeConfig) -> str:
+    return f"{PROBE}/{setup.model_id}/{folder.name}/{probe.run_name}"
+
+
 def _jobs(setups: list[ModelSetup], folders: list[TaskFolder], pairs: Pairs, settings: Settings,
           rates: dict[str, int]) -> dict[str, Job]:
     jobs: dict[str, Job] = {}
@@ -212,19 +216,19 @@ def _jobs(setups: list[ModelSetup], folders: list[TaskFolder], pairs: Pairs, set
         seconds = _audio_seconds(folder)
         used = [(setups[m], pairs[m, t]) for m, t in sorted(pairs) if t == task_index and pairs[m, t]]
         for rate in sorted({rates[setup.model_id] for setup, _ in used}):
-            key = f"{PREPARE}/{folder.name}/{rate}"
+            key = prepare_key(folder, rate)
             jobs[key] = Job(PREPARE, key, folder.path, folder.path / str(rate), rate=rate, audio_seconds=seconds)
         for setup, probes in used:
-            embed_key = f"{EMBED}/{setup.model_id}/{folder.name}"
-            jobs[embed_key] = Job(
-                EMBED, embed_key, folder.path, task_embeddings_dir(settings.embeddings_dir, setup, folder),
-                needs=(f"{PREPARE}/{folder.name}/{rates[setup.model_id]}",), setup=setup,
+            embed = f"{EMBED}/{setup.model_id}/{folder.name}"
+            jobs[embed] = Job(
+                EMBED, embed, folder.path, task_embeddings_dir(settings.embeddings_dir, setup, folder),
+                needs=(prepare_key(folder, rates[setup.model_id]),), setup=setup,
                 embeddings_dir=settings.embeddings_dir, wants_gpu=settings.device.startswith("cuda"),
                 audio_seconds=seconds)
             for probe in probes:
-                key = f"{PROBE}/{setup.model_id}/{folder.name}/{probe.run_name}"
+                key = probe_key(setup, folder, probe)
                 jobs[key] = Job(PROBE, key, folder.path, run_folder(settings.results_dir, setup, folder, probe),
-                                needs=(embed_key,), setup=setup, probe=probe, embeddings_dir=settings.embeddings_dir,
+                                needs=(embed,), setup=setup, probe=probe, embeddings_dir=settings.embeddings_dir,
                                 results_dir=settings.results_dir, audio_seconds=seconds)
     outputs = [job.output for job in jobs.values()]
     assert len(set(outputs)) == len(outputs), "two jobs would write the same folder"
